@@ -1,0 +1,301 @@
+package sessionlog
+
+import (
+	"context"
+	"fmt"
+	"iter"
+	"maps"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+)
+
+// Memory is an in-memory Log for tests and single-process tools. It follows
+// the same rules as the durable backends: each tenant has one sequence that
+// gives its threads' ordinals, IDs are deduplicated per thread within the
+// duplicate window, and the same limits apply. Nothing survives the process.
+type Memory struct {
+	limits Limits
+	window time.Duration
+	now    func() time.Time
+
+	mu      sync.Mutex
+	tenants map[string]*memTenant
+}
+
+var _ Log = (*Memory)(nil)
+
+type memTenant struct {
+	seq     uint64
+	threads map[string]*memThread
+	// changed is closed and replaced on every append, waking tailers.
+	changed chan struct{}
+}
+
+type memThread struct {
+	live  []Record // ordered by ordinal
+	dedup map[string]dedupEntry
+}
+
+type dedupEntry struct {
+	ordinal uint64
+	at      time.Time
+}
+
+// MemoryOption configures a Memory log.
+type MemoryOption func(*Memory)
+
+// WithMemoryLimits sets the event and batch size limits (default
+// DefaultLimits).
+func WithMemoryLimits(l Limits) MemoryOption { return func(m *Memory) { m.limits = l } }
+
+// WithMemoryDuplicateWindow sets how long event IDs are remembered for
+// idempotent retries (default DefaultDuplicateWindow).
+func WithMemoryDuplicateWindow(d time.Duration) MemoryOption {
+	return func(m *Memory) { m.window = d }
+}
+
+// WithMemoryClock replaces time.Now, for tests of time-dependent rules.
+func WithMemoryClock(now func() time.Time) MemoryOption { return func(m *Memory) { m.now = now } }
+
+// NewMemory returns an empty in-memory log. It panics on invalid limits, as
+// those are programming errors.
+func NewMemory(opts ...MemoryOption) *Memory {
+	m := &Memory{
+		limits:  DefaultLimits(),
+		window:  DefaultDuplicateWindow,
+		now:     time.Now,
+		tenants: make(map[string]*memTenant),
+	}
+	for _, opt := range opts {
+		opt(m)
+	}
+	if err := m.limits.Validate(); err != nil {
+		panic(err)
+	}
+	return m
+}
+
+// Append implements Log.
+func (m *Memory) Append(ctx context.Context, key ThreadKey, events []Event, opts ...AppendOption) (uint64, error) {
+	if err := ValidateKey(key); err != nil {
+		return 0, err
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	now := m.now()
+	if err := PrepareAppend(key, events, m.limits, now); err != nil {
+		return 0, err
+	}
+	o := ResolveAppendOptions(opts)
+
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	t := m.tenants[key.Tenant]
+	var th *memThread
+	if t != nil {
+		th = t.threads[key.Thread]
+	}
+	if len(events) == 0 {
+		return th.last(), nil
+	}
+	if th != nil {
+		th.expire(now.Add(-m.window))
+		if last, dup, err := th.duplicates(events); dup {
+			return last, err
+		}
+	}
+	if o.HasExpectLast && o.ExpectLast != th.last() {
+		return 0, fmt.Errorf("%w: expected last ordinal %d, thread has %d", ErrConflict, o.ExpectLast, th.last())
+	}
+	if t == nil {
+		t = &memTenant{threads: make(map[string]*memThread), changed: make(chan struct{})}
+		m.tenants[key.Tenant] = t
+	}
+	if th == nil {
+		th = &memThread{dedup: make(map[string]dedupEntry)}
+		t.threads[key.Thread] = th
+	}
+	for i := range events {
+		t.seq++
+		th.live = append(th.live, Record{Ordinal: t.seq, Event: storedCopy(&events[i])})
+		th.dedup[events[i].ID] = dedupEntry{ordinal: t.seq, at: now}
+	}
+	close(t.changed)
+	t.changed = make(chan struct{})
+	return t.seq, nil
+}
+
+// last is the thread's last live ordinal; a nil thread has none.
+func (th *memThread) last() uint64 {
+	if th == nil || len(th.live) == 0 {
+		return 0
+	}
+	return th.live[len(th.live)-1].Ordinal
+}
+
+func (th *memThread) expire(before time.Time) {
+	for id, e := range th.dedup {
+		if e.at.Before(before) {
+			delete(th.dedup, id)
+		}
+	}
+}
+
+// duplicates reports whether events repeat earlier ones: all of them (the
+// original last ordinal, no error) or only some (ErrPartialRetry).
+func (th *memThread) duplicates(events []Event) (last uint64, dup bool, err error) {
+	seen := 0
+	for i := range events {
+		if _, ok := th.dedup[events[i].ID]; ok {
+			seen++
+		}
+	}
+	switch seen {
+	case 0:
+		return 0, false, nil
+	case len(events):
+		for i := range events {
+			last = max(last, th.dedup[events[i].ID].ordinal)
+		}
+		return last, true, nil
+	default:
+		return 0, true, fmt.Errorf("%w: %d of %d events", ErrPartialRetry, seen, len(events))
+	}
+}
+
+func storedCopy(e *Event) Event {
+	c := Event{ID: e.ID, Type: e.Type, Time: StoredTime(e.Time)}
+	if len(e.Data) > 0 {
+		c.Data = slices.Clone(e.Data)
+	}
+	if len(e.Meta) > 0 {
+		c.Meta = maps.Clone(e.Meta)
+	}
+	return c
+}
+
+func recordCopy(r *Record) Record {
+	return Record{Ordinal: r.Ordinal, Event: storedCopy(&r.Event)}
+}
+
+// LoadSince implements Log.
+func (m *Memory) LoadSince(ctx context.Context, key ThreadKey, cursor uint64) ([]Record, error) {
+	if err := ValidateKey(key); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	th := m.thread(key)
+	if th == nil {
+		return nil, nil
+	}
+	i := th.after(cursor)
+	if i == len(th.live) {
+		return nil, nil
+	}
+	out := make([]Record, 0, len(th.live)-i)
+	for j := i; j < len(th.live); j++ {
+		out = append(out, recordCopy(&th.live[j]))
+	}
+	return out, nil
+}
+
+// Scan implements Log. It reads in chunks so that appends are not blocked
+// while a long thread is consumed.
+func (m *Memory) Scan(ctx context.Context, key ThreadKey, cursor uint64) iter.Seq2[Record, error] {
+	const chunk = 256
+	return func(yield func(Record, error) bool) {
+		if err := ValidateKey(key); err != nil {
+			yield(Record{}, err)
+			return
+		}
+		for {
+			if err := ctx.Err(); err != nil {
+				yield(Record{}, err)
+				return
+			}
+			recs := m.loadChunk(key, cursor, chunk)
+			for _, r := range recs {
+				if !yield(r, nil) {
+					return
+				}
+				cursor = r.Ordinal
+			}
+			if len(recs) < chunk {
+				return
+			}
+		}
+	}
+}
+
+func (m *Memory) loadChunk(key ThreadKey, cursor uint64, n int) []Record {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	th := m.thread(key)
+	if th == nil {
+		return nil
+	}
+	i := th.after(cursor)
+	end := min(i+n, len(th.live))
+	out := make([]Record, 0, end-i)
+	for j := i; j < end; j++ {
+		out = append(out, recordCopy(&th.live[j]))
+	}
+	return out
+}
+
+// thread returns the thread or nil; m.mu must be held.
+func (m *Memory) thread(key ThreadKey) *memThread {
+	t := m.tenants[key.Tenant]
+	if t == nil {
+		return nil
+	}
+	return t.threads[key.Thread]
+}
+
+// after returns the index of the first live record with ordinal > cursor.
+func (th *memThread) after(cursor uint64) int {
+	return sort.Search(len(th.live), func(i int) bool { return th.live[i].Ordinal > cursor })
+}
+
+// ArchiveBefore implements Log.
+func (m *Memory) ArchiveBefore(ctx context.Context, key ThreadKey, watermark uint64) (int, error) {
+	if err := ValidateKey(key); err != nil {
+		return 0, err
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	th := m.thread(key)
+	if th == nil || watermark == 0 {
+		return 0, nil
+	}
+	n := th.after(watermark)
+	th.live = slices.Delete(th.live, 0, n)
+	return n, nil
+}
+
+// Head implements Log.
+func (m *Memory) Head(ctx context.Context, key ThreadKey) (Head, error) {
+	if err := ValidateKey(key); err != nil {
+		return Head{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return Head{}, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	th := m.thread(key)
+	if th == nil || len(th.live) == 0 {
+		return Head{}, nil
+	}
+	return Head{First: th.live[0].Ordinal, Last: th.last(), Count: uint64(len(th.live))}, nil
+}
