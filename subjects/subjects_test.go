@@ -1,0 +1,74 @@
+package subjects_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/jetsession/jetsession/subjects"
+	"github.com/stretchr/testify/require"
+)
+
+func TestDefaultLayout(t *testing.T) {
+	s := subjects.Default()
+	require.NoError(t, s.Validate())
+	require.Equal(t, "jetsession-acme", s.Stream("acme"))
+	require.Equal(t, "jetsession-_41cme_2e_45_55", s.Stream("Acme.EU"))
+	require.Equal(t, "jetsession.acme.Thread_2e1", s.Subject("acme", "Thread.1"))
+	require.Equal(t, "jetsession.acme.*", s.TenantFilter("acme"))
+	require.Equal(t, "jetsession.*.*", s.AllTenantsFilter())
+	require.Equal(t, "caf_c3_a9", subjects.EncodeTenant("café"))
+	require.Equal(t, "a_20b_2a_3e", subjects.EncodeThread("a b*>"))
+	require.Equal(t, "_5f", subjects.EncodeThread("_"))
+}
+
+func TestParseReversesNames(t *testing.T) {
+	s := subjects.Scheme{SubjectPrefix: "prod.sessions", StreamPrefix: "PROD_"}
+	require.NoError(t, s.Validate())
+	for _, tenant := range []string{"acme", "ACME", "a.b", "日本", "a_b", strings.Repeat("Z", 64)} {
+		for _, thread := range []string{"t", "T.1", "a b", ">", "*", "_2e"} {
+			gotTenant, gotThread, err := s.ParseSubject(s.Subject(tenant, thread))
+			require.NoError(t, err)
+			require.Equal(t, tenant, gotTenant)
+			require.Equal(t, thread, gotThread)
+		}
+		got, err := s.ParseStream(s.Stream(tenant))
+		require.NoError(t, err)
+		require.Equal(t, tenant, got)
+		require.LessOrEqual(t, len(s.Stream(tenant)), subjects.MaxStreamName)
+	}
+}
+
+func TestParseRefusesForeignNames(t *testing.T) {
+	s := subjects.Default()
+	for _, subj := range []string{
+		"other.acme.t", "jetsession.acme", "jetsession.acme.t.x", "jetsession..t", "jetsession.acme.",
+		"jetsession.ACME.t",    // upper case is escaped in tenant tokens
+		"jetsession.acme.a_2", // truncated escape
+		"jetsession.acme.a_41", // escape of a kept byte: not canonical
+		"jetsession.acme.a_4G", "jetsession.acme.a_4A", "jetsession.acme.a%b",
+	} {
+		_, _, err := s.ParseSubject(subj)
+		require.ErrorIs(t, err, subjects.ErrInvalidName, subj)
+	}
+	for _, name := range []string{"other-acme", "jetsession-", "jetsession-Acme", "jetsession-a_6"} {
+		_, err := s.ParseStream(name)
+		require.ErrorIs(t, err, subjects.ErrInvalidName, name)
+	}
+}
+
+func TestValidateRefusesBadPrefixes(t *testing.T) {
+	for _, s := range []subjects.Scheme{
+		{SubjectPrefix: "", StreamPrefix: "x"},
+		{SubjectPrefix: "a..b", StreamPrefix: "x"},
+		{SubjectPrefix: "a.*", StreamPrefix: "x"},
+		{SubjectPrefix: "a.>", StreamPrefix: "x"},
+		{SubjectPrefix: "a b", StreamPrefix: "x"},
+		{SubjectPrefix: "$JS.x", StreamPrefix: "x"},
+		{SubjectPrefix: "a", StreamPrefix: ""},
+		{SubjectPrefix: "a", StreamPrefix: "a.b"},
+		{SubjectPrefix: "a", StreamPrefix: "a/b"},
+		{SubjectPrefix: "a", StreamPrefix: strings.Repeat("p", 64)},
+	} {
+		require.Error(t, s.Validate(), "%+v", s)
+	}
+}
