@@ -1,0 +1,295 @@
+package jetstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jetsession/jetsession/sessionlog"
+	"github.com/jetsession/jetsession/subjects"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nuid"
+	"github.com/synadia-io/orbit.go/jetstreamext"
+)
+
+// retryBudget bounds how long Append keeps retrying transient conditions
+// (a stream leader election, the server's cap on open atomic batches) when
+// the caller's context has no deadline.
+const retryBudget = 30 * time.Second
+
+// Append implements sessionlog.Log.
+//
+// One event is one publish with a deduplication ID; several are one atomic
+// batch. ExpectLast becomes the expected-last-subject-sequence header of the
+// first message. The tenant's stream is created on its first append.
+func (l *Log) Append(ctx context.Context, key sessionlog.ThreadKey, events []sessionlog.Event, opts ...sessionlog.AppendOption) (uint64, error) {
+	if err := sessionlog.ValidateKey(key); err != nil {
+		return 0, err
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	if err := sessionlog.PrepareAppend(key, events, l.cfg.limits, time.Now()); err != nil {
+		return 0, err
+	}
+	o := sessionlog.ResolveAppendOptions(opts)
+	stream := l.cfg.scheme.Stream(key.Tenant)
+	subject := l.cfg.scheme.Subject(key.Tenant, key.Thread)
+	if len(events) == 0 {
+		last, err := l.lastOrdinal(ctx, stream, subject)
+		if err != nil {
+			return 0, fmt.Errorf("jetstream: reading the head of %s: %w", subject, err)
+		}
+		return last, nil
+	}
+
+	token := subjects.EncodeThread(key.Thread)
+	maxPayload := int(l.nc.MaxPayload())
+	msgs := make([]*nats.Msg, len(events))
+	for i := range events {
+		msgs[i] = encodeEvent(subject, token, &events[i])
+		if size := msgSize(msgs[i]); maxPayload > 0 && size > maxPayload {
+			return 0, fmt.Errorf("%w: event %d encodes to %d bytes, the server takes at most %d", sessionlog.ErrEventTooLarge, i, size, maxPayload)
+		}
+	}
+	if o.HasExpectLast {
+		msgs[0].Header[headerExpectedLastSubjSeq] = []string{strconv.FormatUint(o.ExpectLast, 10)}
+	}
+
+	ctx, cancel := withRetryBudget(ctx)
+	defer cancel()
+	backoff := newBackoff()
+	ensured := false
+	for {
+		last, err := l.send(ctx, msgs)
+		if err == nil {
+			return last, nil
+		}
+		lastErr := err
+		code := errCode(err)
+		switch {
+		case errors.Is(err, nats.ErrNoResponders):
+			// No stream listens on the subject: create it once, then wait
+			// out a leader election.
+			if !ensured {
+				if !l.cfg.createStreams {
+					if _, exists, lerr := l.streamState(ctx, stream); lerr == nil && !exists {
+						return 0, fmt.Errorf("%w: tenant %q (stream %s)", ErrTenantNotProvisioned, key.Tenant, stream)
+					}
+				} else if err := l.EnsureTenant(ctx, key.Tenant); err != nil {
+					return 0, err
+				}
+				ensured = true
+				continue
+			}
+		case code == codeBatchTooManyInflight, code == codeBatchIncomplete, code == codeDuplicateInProcess:
+			// Transient: too many open batches on the server, a batch the
+			// server abandoned, or the same IDs being stored right now.
+			// Nothing of this attempt was stored; try again.
+		case code == codeBatchDuplicate:
+			return l.resolveDuplicates(ctx, key, stream, msgs)
+		case (code == codeWrongLastSequence || code == codeWrongLastSequenceConst) && o.HasExpectLast:
+			// A retry of an append that already succeeded fails its
+			// condition on a single server, which checks it before
+			// duplicates: find out whether our events are the ones there.
+			if last, ok, rerr := l.alreadyAppended(ctx, key, o.ExpectLast, events); rerr != nil {
+				return 0, rerr
+			} else if ok {
+				return last, nil
+			}
+			return 0, fmt.Errorf("%w: expected last ordinal %d: %v", sessionlog.ErrConflict, o.ExpectLast, err)
+		default:
+			return 0, translate(err, key)
+		}
+		if err := backoff.wait(ctx); err != nil {
+			return 0, fmt.Errorf("jetstream: appending to %s: %w (last error: %v)", subject, err, lastErr)
+		}
+	}
+}
+
+// send publishes msgs as one event or one atomic batch and returns the
+// last sequence.
+func (l *Log) send(ctx context.Context, msgs []*nats.Msg) (uint64, error) {
+	if len(msgs) == 1 {
+		ack, err := l.publish(ctx, msgs[0])
+		if err != nil {
+			return 0, err
+		}
+		return ack.Seq, nil
+	}
+	select {
+	case l.batchSlots <- struct{}{}:
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	defer func() { <-l.batchSlots }()
+	for _, m := range msgs {
+		m.Reply = ""
+	}
+	bctx, cancel := l.withTimeout(ctx)
+	defer cancel()
+	ack, err := jetstreamext.PublishMsgBatch(bctx, l.js, msgs)
+	if err != nil {
+		return 0, err
+	}
+	return ack.Sequence, nil
+}
+
+// resolveDuplicates handles a batch the server refused because some of its
+// IDs were already stored. Each event is probed with a publish the server
+// either answers as a duplicate, with the original sequence, or refuses
+// because of a condition that can never hold, so a probe never stores
+// anything. The condition must be one the server checks after duplicates
+// and before storing: on clustered JetStream that is the expected last
+// stream sequence (checked before the message is proposed), on a single
+// server the expected last message ID.
+func (l *Log) resolveDuplicates(ctx context.Context, key sessionlog.ThreadKey, stream string, msgs []*nats.Msg) (uint64, error) {
+	st, ok, err := l.streamState(ctx, stream)
+	if err != nil {
+		return 0, err
+	}
+	if !ok {
+		return 0, fmt.Errorf("jetstream: stream %s vanished while resolving a duplicate batch", stream)
+	}
+	condition, refusal := headerExpectedLastMsgID, codeWrongLastMsgID
+	never := nuid.Next()
+	if st.clustered {
+		condition, refusal = headerExpectedLastSeq, codeWrongLastSequence
+		never = strconv.FormatUint(math.MaxUint64, 10)
+	}
+	type result struct {
+		seq uint64
+		err error
+	}
+	results := make([]result, len(msgs))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 64)
+	for i, m := range msgs {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			probe := &nats.Msg{Subject: m.Subject, Header: nats.Header{
+				HeaderMsgID: m.Header[HeaderMsgID],
+				condition:   []string{never},
+			}}
+			ack, err := l.publish(ctx, probe)
+			switch {
+			case err == nil && ack.Duplicate:
+				results[i].seq = ack.Seq
+			case err == nil:
+				results[i].err = fmt.Errorf("jetstream: duplicate probe of event %d was stored as %d", i, ack.Seq)
+			case errCode(err) == refusal:
+			default:
+				results[i].err = err
+			}
+		}()
+	}
+	wg.Wait()
+	var last uint64
+	dups := 0
+	for i, r := range results {
+		if r.err != nil {
+			return 0, fmt.Errorf("jetstream: resolving the retry of event %d: %w", i, translate(r.err, key))
+		}
+		if r.seq > 0 {
+			dups++
+			last = max(last, r.seq)
+		}
+	}
+	switch dups {
+	case len(msgs):
+		return last, nil
+	case 0:
+		// The IDs left the duplicate window between the refusal and the
+		// probes: the caller may simply retry.
+		return 0, fmt.Errorf("jetstream: batch refused as a duplicate, but no event is one any more; retry")
+	default:
+		return 0, fmt.Errorf("%w: %d of %d events", sessionlog.ErrPartialRetry, dups, len(msgs))
+	}
+}
+
+// alreadyAppended reports whether the live events right after expectLast
+// are exactly events (same IDs, same order), as after a retried conditional
+// append that had succeeded, and returns the last one's ordinal.
+func (l *Log) alreadyAppended(ctx context.Context, key sessionlog.ThreadKey, expectLast uint64, events []sessionlog.Event) (uint64, bool, error) {
+	i := 0
+	var last uint64
+	for rec, err := range l.Scan(ctx, key, expectLast) {
+		if err != nil {
+			return 0, false, err
+		}
+		if rec.ID != events[i].ID {
+			return 0, false, nil
+		}
+		last = rec.Ordinal
+		if i++; i == len(events) {
+			return last, true, nil
+		}
+	}
+	return 0, false, nil
+}
+
+// translate maps server errors onto sessionlog's sentinels and wraps the
+// rest with context.
+func translate(err error, key sessionlog.ThreadKey) error {
+	if err == nil {
+		return nil
+	}
+	where := fmt.Sprintf("tenant %q thread %q", key.Tenant, key.Thread)
+	switch errCode(err) {
+	case codeWrongLastSequence, codeWrongLastSequenceConst:
+		return fmt.Errorf("%w: %s: %v", sessionlog.ErrConflict, where, err)
+	case codeMsgExceedsMaximum, codeHeaderExceedsMaximum:
+		return fmt.Errorf("%w: %s: %v", sessionlog.ErrEventTooLarge, where, err)
+	case codeBatchTooLarge:
+		return fmt.Errorf("%w: %s: %v", sessionlog.ErrBatchTooLarge, where, err)
+	case codeStorageExceeded, codeMemoryExceeded, codeAccountExceeded:
+		return fmt.Errorf("%w: %s: %v", sessionlog.ErrQuotaExceeded, where, err)
+	case codeStoreFailed:
+		if isLimitError(err) {
+			return fmt.Errorf("%w: %s: %v", sessionlog.ErrQuotaExceeded, where, err)
+		}
+	}
+	if errors.Is(err, nats.ErrMaxPayload) {
+		return fmt.Errorf("%w: %s: %v", sessionlog.ErrEventTooLarge, where, err)
+	}
+	return fmt.Errorf("jetstream: %s: %w", where, err)
+}
+
+// isLimitError reports a store failure caused by a stream limit.
+func isLimitError(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "maximum bytes exceeded") || strings.Contains(msg, "maximum messages exceeded")
+}
+
+func withRetryBudget(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, retryBudget)
+}
+
+// backoff waits between retries: jittered, doubling from 1ms to 100ms.
+type backoff struct{ next time.Duration }
+
+func newBackoff() *backoff { return &backoff{next: time.Millisecond} }
+
+func (b *backoff) wait(ctx context.Context) error {
+	d := b.next/2 + rand.N(b.next/2+1)
+	b.next = min(2*b.next, 100*time.Millisecond)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

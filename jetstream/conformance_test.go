@@ -1,0 +1,48 @@
+package jetstream_test
+
+import (
+	"fmt"
+	"sync/atomic"
+	"testing"
+
+	"github.com/jetsession/jetsession/internal/testserver"
+	"github.com/jetsession/jetsession/jetstream"
+	"github.com/jetsession/jetsession/sessionlog"
+	"github.com/jetsession/jetsession/sessionlog/sessionlogtest"
+	"github.com/jetsession/jetsession/subjects"
+	"github.com/nats-io/nats.go"
+	"github.com/stretchr/testify/require"
+)
+
+var schemeSeq atomic.Int64
+
+// freshScheme gives each log its own names, so that logs sharing a server
+// start empty.
+func freshScheme() subjects.Scheme {
+	n := schemeSeq.Add(1)
+	return subjects.Scheme{SubjectPrefix: fmt.Sprintf("js%d", n), StreamPrefix: fmt.Sprintf("js%d-", n)}
+}
+
+func newLog(t testing.TB, nc *nats.Conn, opts ...jetstream.Option) *jetstream.Log {
+	t.Helper()
+	log, err := jetstream.New(nc, append([]jetstream.Option{jetstream.WithScheme(freshScheme())}, opts...)...)
+	require.NoError(t, err)
+	return log
+}
+
+func TestConformanceSingleNode(t *testing.T) {
+	srv := testserver.Start(t)
+	nc := srv.Connect(t)
+	sessionlogtest.Run(t, func(t *testing.T) sessionlog.Log { return newLog(t, nc) })
+}
+
+func TestConformanceClusterR3(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster conformance is not run with -short")
+	}
+	c := testserver.StartCluster(t, 3)
+	// Connect to a single node: most streams' leaders are elsewhere, so
+	// reads meet lagging followers.
+	nc := c.Nodes[0].Connect(t)
+	sessionlogtest.Run(t, func(t *testing.T) sessionlog.Log { return newLog(t, nc, jetstream.WithReplicas(3)) })
+}

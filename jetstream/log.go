@@ -1,0 +1,199 @@
+// Package jetstream is the NATS JetStream backend of sessionlog: one stream
+// per tenant, one subject per thread, the stream sequence as the ordinal.
+//
+// Streams are created on a tenant's first append (never on reads) with file
+// storage, limits retention, discard-new (a full tenant refuses appends
+// instead of dropping history), deny-delete, direct get and atomic batch
+// publish enabled. Stream names and subjects come from package subjects.
+package jetstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/jetsession/jetsession/sessionlog"
+	"github.com/jetsession/jetsession/subjects"
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+)
+
+// headerAllowance is the room kept for headers and subject under the
+// server's maximum payload when fitting the default maximum event size.
+const headerAllowance = 32 << 10
+
+// ErrTenantNotProvisioned is returned by Append when the tenant's stream
+// does not exist and the Log was told not to create streams.
+var ErrTenantNotProvisioned = errors.New("jetstream: tenant stream not provisioned")
+
+// Log is a sessionlog.Log on NATS JetStream. It is safe for concurrent use;
+// many Logs in many processes may share the same streams.
+type Log struct {
+	nc  *nats.Conn
+	js  natsjs.JetStream
+	cfg config
+
+	// batchSlots bounds this Log's concurrent atomic batches.
+	batchSlots chan struct{}
+
+	mu      sync.Mutex
+	streams map[string]streamState // by stream name
+}
+
+var _ sessionlog.Log = (*Log)(nil)
+
+// streamState caches what reads and retries need to know of a stream.
+type streamState struct {
+	replicas int
+	// clustered is true when the stream runs on clustered JetStream (it
+	// has a raft group, even at one replica): the server then checks
+	// publish conditions in a different order.
+	clustered bool
+	checked   time.Time
+}
+
+// streamStateTTL is how long a stream's replica count is trusted before
+// reads look it up again.
+const streamStateTTL = 30 * time.Second
+
+// New returns a Log using nc. The connection stays owned by the caller.
+func New(nc *nats.Conn, opts ...Option) (*Log, error) {
+	if nc == nil {
+		return nil, fmt.Errorf("%w: nil NATS connection", ErrInvalidConfig)
+	}
+	cfg := defaultConfig()
+	for _, opt := range opts {
+		if err := opt(&cfg); err != nil {
+			return nil, err
+		}
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if maxPayload := int(nc.MaxPayload()); maxPayload > 0 {
+		fit := maxPayload - headerAllowance
+		switch {
+		case cfg.limits.MaxEventBytes <= fit:
+		case cfg.maxEventSet:
+			return nil, fmt.Errorf("%w: max event size %d does not fit the server's max payload %d (minus %d for headers)",
+				ErrInvalidConfig, cfg.limits.MaxEventBytes, maxPayload, headerAllowance)
+		default:
+			cfg.limits.MaxEventBytes = fit
+			cfg.limits.MaxBatchBytes = max(cfg.limits.MaxBatchBytes, fit)
+		}
+	}
+	js, err := natsjs.NewWithAPIPrefix(nc, cfg.apiPrefix)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	return &Log{
+		nc:         nc,
+		js:         js,
+		cfg:        cfg,
+		batchSlots: make(chan struct{}, cfg.maxBatches),
+		streams:    make(map[string]streamState),
+	}, nil
+}
+
+// Scheme returns the naming scheme of the Log's streams and subjects.
+func (l *Log) Scheme() subjects.Scheme { return l.cfg.scheme }
+
+// Limits returns the event and batch limits the Log enforces.
+func (l *Log) Limits() sessionlog.Limits { return l.cfg.limits }
+
+// StreamConfig returns the configuration of the stream the Log creates for
+// tenant. Provisioning tools can create it ahead of time with it.
+func (l *Log) StreamConfig(tenant string) natsjs.StreamConfig {
+	storage := natsjs.FileStorage
+	if l.cfg.storage == MemoryStorage {
+		storage = natsjs.MemoryStorage
+	}
+	compression := natsjs.NoCompression
+	if l.cfg.compression {
+		compression = natsjs.S2Compression
+	}
+	return natsjs.StreamConfig{
+		Name:        l.cfg.scheme.Stream(tenant),
+		Description: "jetsession tenant " + tenant,
+		Subjects:    []string{l.cfg.scheme.TenantFilter(tenant)},
+		Retention:   natsjs.LimitsPolicy,
+		Discard:     natsjs.DiscardNew,
+		MaxBytes:    l.cfg.quotaBytes,
+		MaxMsgs:     -1,
+		MaxAge:      0,
+		// Headers and subject ride on top of the event itself.
+		MaxMsgSize:         int32(min(l.cfg.limits.MaxEventBytes+headerAllowance, 1<<31-1)),
+		Storage:            storage,
+		Replicas:           l.cfg.replicas,
+		Duplicates:         l.cfg.dupWindow,
+		DenyDelete:         true,
+		DenyPurge:          false,
+		AllowDirect:        true,
+		AllowAtomicPublish: true,
+		Compression:        compression,
+		Metadata:           map[string]string{"jetsession.tenant": tenant},
+	}
+}
+
+// EnsureTenant creates the tenant's stream if it does not exist. An existing
+// stream is left as it is, whatever its settings. Append calls it on a
+// tenant's first append unless stream creation is turned off.
+func (l *Log) EnsureTenant(ctx context.Context, tenant string) error {
+	if err := sessionlog.ValidateTenant(tenant); err != nil {
+		return err
+	}
+	cfg := l.StreamConfig(tenant)
+	ctx, cancel := l.withTimeout(ctx)
+	defer cancel()
+	_, err := l.js.CreateStream(ctx, cfg)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, natsjs.ErrStreamNameAlreadyInUse):
+		// Created elsewhere with other settings: use it as it is.
+		return nil
+	default:
+		return fmt.Errorf("jetstream: creating stream %s for tenant %q: %w", cfg.Name, tenant, err)
+	}
+}
+
+// streamState returns what the Log knows of a stream, looking it up when
+// unknown or older than streamStateTTL. ok is false when the stream does not
+// exist.
+func (l *Log) streamState(ctx context.Context, stream string) (st streamState, ok bool, err error) {
+	l.mu.Lock()
+	st, ok = l.streams[stream]
+	l.mu.Unlock()
+	if ok && time.Since(st.checked) < streamStateTTL {
+		return st, true, nil
+	}
+	var info struct {
+		Config struct {
+			Replicas int `json:"num_replicas"`
+		} `json:"config"`
+		Cluster *struct {
+			RaftGroup string `json:"raft_group"`
+		} `json:"cluster"`
+	}
+	err = l.apiRequest(ctx, "STREAM.INFO."+stream, nil, &info)
+	if errCode(err) == codeStreamNotFound {
+		l.mu.Lock()
+		delete(l.streams, stream)
+		l.mu.Unlock()
+		return streamState{}, false, nil
+	}
+	if err != nil {
+		return streamState{}, false, fmt.Errorf("jetstream: looking up stream %s: %w", stream, err)
+	}
+	st = streamState{
+		replicas:  max(info.Config.Replicas, 1),
+		clustered: info.Cluster != nil && info.Cluster.RaftGroup != "",
+		checked:   time.Now(),
+	}
+	l.mu.Lock()
+	l.streams[stream] = st
+	l.mu.Unlock()
+	return st, true, nil
+}

@@ -1,0 +1,187 @@
+package jetstream
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jetsession/jetsession/sessionlog"
+	"github.com/jetsession/jetsession/subjects"
+)
+
+// Option configures a Log. Options that shape streams (replicas, storage,
+// quota, duplicate window, maximum event size, compression) apply to the
+// streams this Log creates; an existing stream keeps its settings.
+type Option func(*config) error
+
+// Storage selects where a tenant stream keeps its messages.
+type Storage int
+
+const (
+	// FileStorage keeps messages on disk (the default).
+	FileStorage Storage = iota
+	// MemoryStorage keeps messages in server memory only; they do not
+	// survive a server restart.
+	MemoryStorage
+)
+
+type config struct {
+	scheme         subjects.Scheme
+	apiPrefix      string
+	replicas       int
+	storage        Storage
+	quotaBytes     int64
+	dupWindow      time.Duration
+	limits         sessionlog.Limits
+	maxEventSet    bool
+	compression    bool
+	requestTimeout time.Duration
+	createStreams  bool
+	maxBatches     int
+}
+
+func defaultConfig() config {
+	return config{
+		scheme:         subjects.Default(),
+		apiPrefix:      "$JS.API",
+		replicas:       1,
+		storage:        FileStorage,
+		quotaBytes:     -1,
+		dupWindow:      sessionlog.DefaultDuplicateWindow,
+		limits:         sessionlog.DefaultLimits(),
+		requestTimeout: 5 * time.Second,
+		createStreams:  true,
+		maxBatches:     32,
+	}
+}
+
+func (c *config) validate() error {
+	var errs []error
+	if err := c.scheme.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.replicas < 1 || c.replicas > 5 {
+		errs = append(errs, fmt.Errorf("replicas must be 1 to 5, got %d", c.replicas))
+	}
+	if c.quotaBytes == 0 || c.quotaBytes < -1 {
+		errs = append(errs, fmt.Errorf("tenant quota must be positive bytes, or -1 for none; got %d", c.quotaBytes))
+	}
+	if c.dupWindow <= 0 {
+		errs = append(errs, fmt.Errorf("duplicate window must be positive, got %v", c.dupWindow))
+	}
+	if c.requestTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("request timeout must be positive, got %v", c.requestTimeout))
+	}
+	if c.maxBatches < 1 {
+		errs = append(errs, fmt.Errorf("concurrent batches must be at least 1, got %d", c.maxBatches))
+	}
+	if err := c.limits.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	return nil
+}
+
+// ErrInvalidConfig is returned by New for options that cannot work.
+var ErrInvalidConfig = errors.New("jetstream: invalid configuration")
+
+// WithScheme sets the subject and stream name prefixes (default
+// subjects.Default()). Logs with different schemes never share data.
+func WithScheme(s subjects.Scheme) Option {
+	return func(c *config) error { c.scheme = s; return nil }
+}
+
+// WithAPIPrefix sets the JetStream API prefix, for accounts that import
+// JetStream from another account or domain (default "$JS.API").
+func WithAPIPrefix(prefix string) Option {
+	return func(c *config) error {
+		if prefix == "" {
+			return fmt.Errorf("%w: empty API prefix", ErrInvalidConfig)
+		}
+		c.apiPrefix = prefix
+		return nil
+	}
+}
+
+// WithReplicas sets how many servers keep each tenant stream (default 1).
+// Use 3 on a cluster for durability across the loss of a server.
+func WithReplicas(n int) Option {
+	return func(c *config) error { c.replicas = n; return nil }
+}
+
+// WithStorage sets the storage of tenant streams (default FileStorage).
+func WithStorage(s Storage) Option {
+	return func(c *config) error {
+		if s != FileStorage && s != MemoryStorage {
+			return fmt.Errorf("%w: unknown storage %d", ErrInvalidConfig, s)
+		}
+		c.storage = s
+		return nil
+	}
+}
+
+// WithTenantQuota caps each tenant stream at bytes of stored data (default:
+// no cap, -1). A full tenant refuses appends with ErrQuotaExceeded; it
+// never discards old events to make room.
+func WithTenantQuota(bytes int64) Option {
+	return func(c *config) error { c.quotaBytes = bytes; return nil }
+}
+
+// WithDuplicateWindow sets how long the server remembers event IDs for
+// idempotent retries (default 2 minutes). A longer window costs server
+// memory per event appended within it.
+func WithDuplicateWindow(d time.Duration) Option {
+	return func(c *config) error { c.dupWindow = d; return nil }
+}
+
+// WithMaxEventSize sets the largest event accepted, as measured by
+// sessionlog.EventSize (default sessionlog.DefaultMaxEventBytes, lowered to
+// fit the server's maximum payload). New fails if the server cannot carry
+// events this large.
+func WithMaxEventSize(bytes int) Option {
+	return func(c *config) error {
+		c.limits.MaxEventBytes = bytes
+		c.maxEventSet = true
+		return nil
+	}
+}
+
+// WithLimits sets every event and batch limit at once. The batch limit in
+// events must not exceed the server's atomic batch limit (1,000 by default).
+func WithLimits(l sessionlog.Limits) Option {
+	return func(c *config) error {
+		c.limits = l
+		c.maxEventSet = true
+		return nil
+	}
+}
+
+// WithCompression enables S2 compression of stream blocks on disk (default
+// off): less disk for more CPU.
+func WithCompression(on bool) Option {
+	return func(c *config) error { c.compression = on; return nil }
+}
+
+// WithRequestTimeout bounds each request to the server when the caller's
+// context has no earlier deadline (default 5s).
+func WithRequestTimeout(d time.Duration) Option {
+	return func(c *config) error { c.requestTimeout = d; return nil }
+}
+
+// WithStreamCreation sets whether Append creates a missing tenant stream
+// (default true). Turn it off where agents lack stream-admin permissions and
+// tenants are provisioned with EnsureTenant by a trusted service; an append
+// to an unprovisioned tenant then fails with ErrTenantNotProvisioned.
+func WithStreamCreation(on bool) Option {
+	return func(c *config) error { c.createStreams = on; return nil }
+}
+
+// WithMaxConcurrentBatches bounds how many multi-event appends this Log has
+// in flight at once (default 32). The server allows 50 open atomic batches
+// per stream and 1,000 per server; appends over the bound wait their turn
+// instead of failing.
+func WithMaxConcurrentBatches(n int) Option {
+	return func(c *config) error { c.maxBatches = n; return nil }
+}
