@@ -3,6 +3,7 @@ package jetstream
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"iter"
 	"math"
@@ -112,12 +113,18 @@ func (r *reader) next(ctx context.Context) ([]sessionlog.Record, bool, error) {
 		}
 	}
 	if r.replicas == 1 {
+		if r.stale > 0 {
+			return r.fromLeader(ctx)
+		}
 		recs, pending, err := r.direct(ctx, r.cursor+1)
-		if err != nil {
-			return nil, true, err
+		if errors.Is(err, errDirectUnavailable) {
+			// The stream exists but does not serve direct gets yet (it is
+			// starting up): read through the leader.
+			r.stale, r.head = staleRetries, math.MaxUint64
+			return nil, false, nil
 		}
 		r.advance(recs)
-		return recs, pending == 0 || len(recs) == 0, nil
+		return recs, err != nil || pending == 0 || len(recs) == 0, err
 	}
 	return r.nextReplicated(ctx)
 }
@@ -146,6 +153,9 @@ func (r *reader) firstReplicated(ctx context.Context) ([]sessionlog.Record, bool
 		lastCh <- leaderReply{m, err}
 	}()
 	recs, _, derr := r.direct(ctx, r.cursor+1)
+	if errors.Is(derr, errDirectUnavailable) {
+		recs, derr = nil, nil // as if every replica lagged
+	}
 	first, last := <-firstCh, <-lastCh
 	switch {
 	case first.err != nil:
@@ -185,8 +195,11 @@ func (r *reader) nextReplicated(ctx context.Context) ([]sessionlog.Record, bool,
 		return r.fromLeader(ctx)
 	}
 	recs, _, err := r.direct(ctx, r.cursor+1)
+	if errors.Is(err, errDirectUnavailable) {
+		recs, err = nil, nil
+	}
 	if err != nil {
-		return nil, true, err
+		return recs, true, err
 	}
 	if len(recs) == 0 {
 		r.stale++
@@ -279,6 +292,9 @@ func (l *Log) directGet(ctx context.Context, stream string, req msgGetRequest, e
 	}
 	for {
 		m, err := sub.NextMsgWithContext(ctx)
+		if errors.Is(err, nats.ErrNoResponders) {
+			return 0, errDirectUnavailable
+		}
 		if err != nil {
 			return 0, fmt.Errorf("jetstream: direct get of %s: %w", stream, err)
 		}
@@ -292,13 +308,16 @@ func (l *Log) directGet(ctx context.Context, stream string, req msgGetRequest, e
 			return pending, nil
 		case "404": // nothing matches
 			return 0, nil
-		case "503": // no responders: the stream does not exist
-			return 0, nil
+		case "503":
+			return 0, errDirectUnavailable
 		default:
 			return 0, fmt.Errorf("jetstream: direct get of %s: status %s %s", stream, status, m.Header.Get("Description"))
 		}
 	}
 }
+
+// errDirectUnavailable reports a direct get no replica answered.
+var errDirectUnavailable = errors.New("jetstream: no replica serves direct gets")
 
 func sleepCtx(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)

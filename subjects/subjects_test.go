@@ -43,7 +43,7 @@ func TestParseRefusesForeignNames(t *testing.T) {
 	for _, subj := range []string{
 		"other.acme.t", "jetsession.acme", "jetsession.acme.t.x", "jetsession..t", "jetsession.acme.",
 		"jetsession.ACME.t",    // upper case is escaped in tenant tokens
-		"jetsession.acme.a_2", // truncated escape
+		"jetsession.acme.a_2",  // truncated escape
 		"jetsession.acme.a_41", // escape of a kept byte: not canonical
 		"jetsession.acme.a_4G", "jetsession.acme.a_4A", "jetsession.acme.a%b",
 	} {
