@@ -62,9 +62,9 @@ func (l *Log) Append(ctx context.Context, key sessionlog.ThreadKey, events []ses
 		msgs[0].Header[headerExpectedLastSubjSeq] = []string{strconv.FormatUint(o.ExpectLast, 10)}
 	}
 
-	ctx, cancel := withRetryBudget(ctx)
-	defer cancel()
-	backoff := newBackoff()
+	// The retry budget's context is made only once a retry is needed: the
+	// first attempt is the hot path.
+	var backoff *backoff
 	ensured := false
 	for {
 		last, err := l.send(ctx, msgs)
@@ -106,6 +106,12 @@ func (l *Log) Append(ctx context.Context, key sessionlog.ThreadKey, events []ses
 			return 0, fmt.Errorf("%w: expected last ordinal %d: %v", sessionlog.ErrConflict, o.ExpectLast, err)
 		default:
 			return 0, translate(err, key)
+		}
+		if backoff == nil {
+			var cancel context.CancelFunc
+			ctx, cancel = withRetryBudget(ctx)
+			defer cancel()
+			backoff = newBackoff()
 		}
 		if err := backoff.wait(ctx); err != nil {
 			return 0, fmt.Errorf("jetstream: appending to %s: %w (last error: %v)", subject, err, lastErr)

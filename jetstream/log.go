@@ -139,24 +139,46 @@ func (l *Log) StreamConfig(tenant string) natsjs.StreamConfig {
 
 // EnsureTenant creates the tenant's stream if it does not exist. An existing
 // stream is left as it is, whatever its settings. Append calls it on a
-// tenant's first append unless stream creation is turned off.
+// tenant's first append unless stream creation is turned off. Creation is
+// idempotent, so attempts that time out (a busy or electing meta leader)
+// are retried until ctx ends, or for 30 seconds when it has no deadline.
 func (l *Log) EnsureTenant(ctx context.Context, tenant string) error {
 	if err := sessionlog.ValidateTenant(tenant); err != nil {
 		return err
 	}
 	cfg := l.StreamConfig(tenant)
-	ctx, cancel := l.withTimeout(ctx)
+	ctx, cancel := withRetryBudget(ctx)
 	defer cancel()
-	_, err := l.js.CreateStream(ctx, cfg)
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, natsjs.ErrStreamNameAlreadyInUse):
-		// Created elsewhere with other settings: use it as it is.
-		return nil
-	default:
-		return fmt.Errorf("jetstream: creating stream %s for tenant %q: %w", cfg.Name, tenant, err)
+	backoff := newBackoff()
+	for {
+		actx, acancel := l.withTimeout(ctx)
+		_, err := l.js.CreateStream(actx, cfg)
+		acancel()
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, natsjs.ErrStreamNameAlreadyInUse):
+			// Created elsewhere with other settings: use it as it is.
+			return nil
+		case ctx.Err() == nil && isTransient(err):
+		default:
+			return fmt.Errorf("jetstream: creating stream %s for tenant %q: %w", cfg.Name, tenant, err)
+		}
+		if werr := backoff.wait(ctx); werr != nil {
+			return fmt.Errorf("jetstream: creating stream %s for tenant %q: %w", cfg.Name, tenant, err)
+		}
 	}
+}
+
+// isTransient reports errors worth retrying an idempotent request for: a
+// timeout, nobody answering, or JetStream being briefly unavailable.
+func isTransient(err error) bool {
+	var ae *natsjs.APIError
+	if errors.As(err, &ae) && ae.Code == 503 {
+		return true
+	}
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, natsjs.ErrJetStreamNotEnabled)
 }
 
 // streamState returns what the Log knows of a stream, looking it up when
