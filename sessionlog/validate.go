@@ -1,10 +1,10 @@
 package sessionlog
 
 import (
-	"math/rand/v2"
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"math/rand/v2"
 	"time"
 	"unicode"
 	"unicode/utf8"
