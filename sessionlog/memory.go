@@ -22,6 +22,8 @@ type Memory struct {
 
 	mu      sync.Mutex
 	tenants map[string]*memTenant
+	// changed is closed and replaced on every append, waking tailers.
+	changed chan struct{}
 }
 
 var _ Log = (*Memory)(nil)
@@ -29,8 +31,6 @@ var _ Log = (*Memory)(nil)
 type memTenant struct {
 	seq     uint64
 	threads map[string]*memThread
-	// changed is closed and replaced on every append, waking tailers.
-	changed chan struct{}
 }
 
 type memThread struct {
@@ -67,6 +67,7 @@ func NewMemory(opts ...MemoryOption) *Memory {
 		window:  DefaultDuplicateWindow,
 		now:     time.Now,
 		tenants: make(map[string]*memTenant),
+		changed: make(chan struct{}),
 	}
 	for _, opt := range opts {
 		opt(m)
@@ -111,7 +112,7 @@ func (m *Memory) Append(ctx context.Context, key ThreadKey, events []Event, opts
 		return 0, fmt.Errorf("%w: expected last ordinal %d, thread has %d", ErrConflict, o.ExpectLast, th.last())
 	}
 	if t == nil {
-		t = &memTenant{threads: make(map[string]*memThread), changed: make(chan struct{})}
+		t = &memTenant{threads: make(map[string]*memThread)}
 		m.tenants[key.Tenant] = t
 	}
 	if th == nil {
@@ -123,8 +124,8 @@ func (m *Memory) Append(ctx context.Context, key ThreadKey, events []Event, opts
 		th.live = append(th.live, Record{Ordinal: t.seq, Event: storedCopy(&events[i])})
 		th.dedup[events[i].ID] = dedupEntry{ordinal: t.seq, at: now}
 	}
-	close(t.changed)
-	t.changed = make(chan struct{})
+	close(m.changed)
+	m.changed = make(chan struct{})
 	return t.seq, nil
 }
 

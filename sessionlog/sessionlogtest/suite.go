@@ -43,6 +43,7 @@ func Run(t *testing.T, newLog Factory) {
 		{"tenant isolation", isolationRules},
 		{"bad input", badInputRules},
 		{"head", headRules},
+		{"tailing", tailRules},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {

@@ -1,0 +1,264 @@
+package jetstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"math"
+	"time"
+
+	"github.com/jetsession/jetsession/sessionlog"
+	"github.com/jetsession/jetsession/subjects"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nuid"
+)
+
+var _ sessionlog.Tailer = (*Log)(nil)
+
+// Tail implements sessionlog.Tailer with an ordered, ephemeral push
+// consumer on the thread's subject (flow control and idle heartbeats, no
+// acknowledgements, memory storage, one replica). A push consumer needs no
+// pull requests, so none can be lost on the way to a consumer placed on
+// another node. On a gap, a missed heartbeat, a deleted consumer or a
+// reconnect the tail recreates the consumer after the last ordinal it
+// yielded; when it stops, it deletes its consumer.
+func (l *Log) Tail(ctx context.Context, key sessionlog.ThreadKey, cursor uint64) iter.Seq2[sessionlog.Record, error] {
+	return func(yield func(sessionlog.Record, error) bool) {
+		if err := sessionlog.ValidateKey(key); err != nil {
+			yield(sessionlog.Record{}, err)
+			return
+		}
+		token := subjects.EncodeThread(key.Thread)
+		t := &tail{
+			l:      l,
+			stream: l.cfg.scheme.Stream(key.Tenant),
+			filter: l.cfg.scheme.Subject(key.Tenant, key.Thread),
+		}
+		t.run(ctx, cursor, func(m *nats.Msg, seq uint64, ts time.Time) (bool, error) {
+			rec, err := decodeEvent(key, token, seq, m.Header, m.Data, ts)
+			if err != nil {
+				return false, err
+			}
+			return yield(rec, nil), nil
+		}, func(err error) { yield(sessionlog.Record{}, err) })
+	}
+}
+
+// TailTenant implements sessionlog.Tailer, like Tail on the tenant's
+// subject filter: one consumer follows every thread.
+func (l *Log) TailTenant(ctx context.Context, tenant string, cursor uint64) iter.Seq2[sessionlog.TenantRecord, error] {
+	return func(yield func(sessionlog.TenantRecord, error) bool) {
+		if err := sessionlog.ValidateTenant(tenant); err != nil {
+			yield(sessionlog.TenantRecord{}, err)
+			return
+		}
+		t := &tail{
+			l:      l,
+			stream: l.cfg.scheme.Stream(tenant),
+			filter: l.cfg.scheme.TenantFilter(tenant),
+		}
+		t.run(ctx, cursor, func(m *nats.Msg, seq uint64, ts time.Time) (bool, error) {
+			_, thread, err := l.cfg.scheme.ParseSubject(m.Subject)
+			if err != nil {
+				return false, &sessionlog.CorruptEventError{Key: sessionlog.ThreadKey{Tenant: tenant}, Ordinal: seq, Reason: err.Error()}
+			}
+			key := sessionlog.ThreadKey{Tenant: tenant, Thread: thread}
+			rec, err := decodeEvent(key, subjects.EncodeThread(thread), seq, m.Header, m.Data, ts)
+			if err != nil {
+				return false, err
+			}
+			return yield(sessionlog.TenantRecord{Thread: thread, Record: rec}, nil), nil
+		}, func(err error) { yield(sessionlog.TenantRecord{}, err) })
+	}
+}
+
+// Tail tuning: the server sends a heartbeat after tailHeartbeat of silence;
+// tailSilence without any message means the consumer is gone.
+const (
+	tailHeartbeat         = 500 * time.Millisecond
+	tailSilence           = 3 * tailHeartbeat
+	tailInactiveThreshold = 30 * time.Second
+	// tailPendingBytes bounds what the client buffers for one tail; past
+	// it messages are dropped, seen as a gap, and the consumer recreated.
+	tailPendingBytes = 256 << 20
+)
+
+// tail follows a subject filter of a stream with a chain of consumers.
+type tail struct {
+	l      *Log
+	stream string
+	filter string
+}
+
+// errRestart asks run to recreate the consumer after the last ordinal.
+var errRestart = errors.New("restart the tail consumer")
+
+// run follows the filter from cursor, calling deliver for each message in
+// order. deliver returns false to stop or an error to end with it; fail
+// reports an unrecoverable error to the caller.
+func (t *tail) run(ctx context.Context, cursor uint64, deliver func(*nats.Msg, uint64, time.Time) (bool, error), fail func(error)) {
+	if cursor == math.MaxUint64 {
+		<-ctx.Done() // nothing can follow
+		return
+	}
+	backoff := newBackoff()
+	last := cursor
+	for ctx.Err() == nil {
+		err := t.follow(ctx, &last, deliver)
+		switch {
+		case err == nil, ctx.Err() != nil:
+			return
+		case errors.Is(err, errRestart):
+			backoff = newBackoff()
+			continue
+		case errors.Is(err, errStreamMissing), isTransient(err), errors.Is(err, nats.ErrConnectionReconnecting):
+			// Wait for the stream to be created or the server to return.
+			if backoff.next < 250*time.Millisecond {
+				backoff.next = 250 * time.Millisecond
+			}
+			if backoff.wait(ctx) != nil {
+				return
+			}
+		default:
+			fail(err)
+			return
+		}
+	}
+}
+
+var errStreamMissing = errors.New("stream does not exist")
+
+// follow creates one consumer starting after *last and delivers from it
+// until the caller stops (nil), the consumer must be replaced (errRestart)
+// or an error.
+func (t *tail) follow(ctx context.Context, last *uint64, deliver func(*nats.Msg, uint64, time.Time) (bool, error)) error {
+	nc := t.l.nc
+	inbox := nc.NewInbox()
+	// The client library queues what the server pushes (bounded by flow
+	// control) and hands it over one message at a time, in order.
+	msgs := make(chan *nats.Msg)
+	done := make(chan struct{})
+	defer close(done)
+	sub, err := nc.Subscribe(inbox, func(m *nats.Msg) {
+		select {
+		case msgs <- m:
+		case <-done:
+		}
+	})
+	if err != nil {
+		return err
+	}
+	defer sub.Unsubscribe()
+	if err := sub.SetPendingLimits(-1, tailPendingBytes); err != nil {
+		return err
+	}
+	name := "jstail_" + nuid.Next()
+	if err := t.createConsumer(ctx, name, inbox, *last+1); err != nil {
+		return err
+	}
+	defer t.deleteConsumer(name)
+
+	var delivered uint64 // consumer sequence of the last message
+	silence := time.NewTimer(tailSilence)
+	defer silence.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-silence.C:
+			return errRestart
+		case m := <-msgs:
+			silence.Reset(tailSilence)
+			if status := m.Header.Get(headerStatus); status != "" {
+				if err := t.control(m, status, delivered); err != nil {
+					return err
+				}
+				continue
+			}
+			meta, err := m.Metadata()
+			if err != nil {
+				return fmt.Errorf("jetstream: tail of %s: %w", t.filter, err)
+			}
+			if meta.Sequence.Consumer != delivered+1 {
+				return errRestart // a message was lost on the way
+			}
+			delivered = meta.Sequence.Consumer
+			if meta.Sequence.Stream <= *last {
+				continue // already yielded
+			}
+			more, err := deliver(m, meta.Sequence.Stream, meta.Timestamp)
+			if err != nil {
+				return err
+			}
+			*last = meta.Sequence.Stream
+			if !more {
+				return nil
+			}
+		}
+	}
+}
+
+// control handles the consumer's status messages: flow control requests,
+// idle heartbeats (which also reveal lost messages) and deletion.
+func (t *tail) control(m *nats.Msg, status string, delivered uint64) error {
+	switch status {
+	case "100":
+		if m.Reply != "" { // flow control request: we have read up to here
+			return m.Respond(nil)
+		}
+		if stalled := m.Header.Get("Nats-Consumer-Stalled"); stalled != "" {
+			if err := t.l.nc.Publish(stalled, nil); err != nil {
+				return err
+			}
+		}
+		if v := m.Header.Get("Nats-Last-Consumer"); v != "" {
+			if n, ok := parseUint(v); ok && n != delivered {
+				return errRestart
+			}
+		}
+		return nil
+	case "409", "404", "503":
+		return errRestart
+	default:
+		return fmt.Errorf("jetstream: tail of %s: status %s %s", t.filter, status, m.Header.Get("Description"))
+	}
+}
+
+func (t *tail) createConsumer(ctx context.Context, name, inbox string, start uint64) error {
+	req := map[string]any{
+		"stream_name": t.stream,
+		"action":      "create",
+		"config": map[string]any{
+			"name":               name,
+			"deliver_subject":    inbox,
+			"deliver_policy":     "by_start_sequence",
+			"opt_start_seq":      start,
+			"ack_policy":         "none",
+			"replay_policy":      "instant",
+			"filter_subject":     t.filter,
+			"flow_control":       true,
+			"idle_heartbeat":     tailHeartbeat.Nanoseconds(),
+			"mem_storage":        true,
+			"num_replicas":       1,
+			"inactive_threshold": tailInactiveThreshold.Nanoseconds(),
+		},
+	}
+	err := t.l.apiRequest(ctx, "CONSUMER.CREATE."+t.stream+"."+name+"."+t.filter, req, nil)
+	if errCode(err) == codeStreamNotFound {
+		return errStreamMissing
+	}
+	if err != nil {
+		return fmt.Errorf("jetstream: creating a tail consumer on %s: %w", t.stream, err)
+	}
+	return nil
+}
+
+// deleteConsumer releases the consumer; it uses its own short deadline, as
+// the caller's context has usually ended by now. A consumer that cannot be
+// deleted (the server is down) is removed by the server once inactive.
+func (t *tail) deleteConsumer(name string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = t.l.apiRequest(ctx, "CONSUMER.DELETE."+t.stream+"."+name, nil, nil)
+}
