@@ -326,3 +326,53 @@ func TestAcknowledgedAppendsSurviveARestart(t *testing.T) {
 	require.NoError(t, err)
 	require.Greater(t, next, want[len(want)-1], "ordinals continue after a restart")
 }
+
+func TestScanTenantYieldsEveryThreadInOrderInBoundedBatches(t *testing.T) {
+	srv := testserver.Start(t)
+	nc := srv.Connect(t)
+	log := newLog(t, nc, jetstream.WithReadBatch(7, 1<<20))
+	var want []string
+	for i := range 30 {
+		k := sessionlog.ThreadKey{Tenant: "acme", Thread: fmt.Sprint("t", i%4)}
+		_, err := log.Append(ctx(t), k, events(1+i%2))
+		require.NoError(t, err)
+	}
+	_, err := log.Append(ctx(t), sessionlog.ThreadKey{Tenant: "other", Thread: "t0"}, events(3))
+	require.NoError(t, err)
+	for i := range 4 {
+		recs, err := log.LoadSince(ctx(t), sessionlog.ThreadKey{Tenant: "acme", Thread: fmt.Sprint("t", i)}, 0)
+		require.NoError(t, err)
+		for _, r := range recs {
+			want = append(want, fmt.Sprint(r.Ordinal, "/t", i))
+		}
+	}
+	scan := func(cursor uint64) []string {
+		var got []string
+		for r, err := range log.ScanTenant(ctx(t), "acme", cursor) {
+			require.NoError(t, err)
+			got = append(got, fmt.Sprint(r.Ordinal, "/", r.Thread))
+		}
+		return got
+	}
+	got := scan(0)
+	require.Len(t, got, 45)
+	require.ElementsMatch(t, want, got)
+	require.IsIncreasing(t, ordinalsOf(got))
+	require.Equal(t, got[20:], scan(ordinalsOf(got)[19]))
+	require.Empty(t, scan(ordinalsOf(got)[44]))
+
+	for r, err := range log.ScanTenant(ctx(t), "nobody", 0) {
+		t.Fatalf("unexpected %v %v", r, err)
+	}
+	for _, err := range log.ScanTenant(ctx(t), "", 0) {
+		require.ErrorIs(t, err, sessionlog.ErrInvalidKey)
+	}
+}
+
+func ordinalsOf(items []string) []uint64 {
+	out := make([]uint64, len(items))
+	for i, s := range items {
+		fmt.Sscanf(s, "%d/", &out[i])
+	}
+	return out
+}

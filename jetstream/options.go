@@ -38,6 +38,9 @@ type config struct {
 	requestTimeout time.Duration
 	createStreams  bool
 	maxBatches     int
+	readEvents     int
+	readBytes      int
+	tailBuffer     int
 }
 
 func defaultConfig() config {
@@ -52,6 +55,9 @@ func defaultConfig() config {
 		requestTimeout: 5 * time.Second,
 		createStreams:  true,
 		maxBatches:     32,
+		readEvents:     10_000,
+		readBytes:      16 << 20,
+		tailBuffer:     64 << 20,
 	}
 }
 
@@ -71,6 +77,12 @@ func (c *config) validate() error {
 	}
 	if c.requestTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("request timeout must be positive, got %v", c.requestTimeout))
+	}
+	if c.readEvents < 1 || c.readBytes < 1 {
+		errs = append(errs, fmt.Errorf("read batch must be at least 1 event and 1 byte, got %d and %d", c.readEvents, c.readBytes))
+	}
+	if c.tailBuffer < 1<<20 {
+		errs = append(errs, fmt.Errorf("tail buffer must be at least 1 MiB, got %d", c.tailBuffer))
 	}
 	if c.maxBatches < 1 {
 		errs = append(errs, fmt.Errorf("concurrent batches must be at least 1, got %d", c.maxBatches))
@@ -184,4 +196,21 @@ func WithStreamCreation(on bool) Option {
 // instead of failing.
 func WithMaxConcurrentBatches(n int) Option {
 	return func(c *config) error { c.maxBatches = n; return nil }
+}
+
+// WithReadBatch bounds one read request, and so the memory a Scan or
+// ScanTenant holds at once: at most events events or bytes bytes (default
+// 10,000 events, 16 MiB). Smaller batches bound memory; larger ones read
+// long threads in fewer round trips.
+func WithReadBatch(events, bytes int) Option {
+	return func(c *config) error { c.readEvents, c.readBytes = events, bytes; return nil }
+}
+
+// WithTailBuffer bounds what the client buffers for one tail that its
+// reader has not consumed yet (default 64 MiB, at least 1 MiB). Past it the
+// client drops messages, the tail sees the gap and recreates its consumer
+// after the last event it yielded: nothing is lost, but a reader that falls
+// that far behind makes the server send again.
+func WithTailBuffer(bytes int) Option {
+	return func(c *config) error { c.tailBuffer = bytes; return nil }
 }

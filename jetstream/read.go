@@ -14,13 +14,6 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// Read sizes: one batched direct get returns at most this many events or
-// bytes; Scan yields one such chunk at a time.
-const (
-	readBatch    = 10_000
-	readMaxBytes = 16 << 20
-)
-
 // staleRetries bounds how often a read retries a replica that is behind
 // the stream leader before reading the rest through the leader.
 const staleRetries = 8
@@ -243,12 +236,12 @@ func (r *reader) decodeStored(m *storedMsg) (sessionlog.Record, error) {
 	return decodeEvent(r.key, r.token, m.Seq, h, m.Data, m.Time)
 }
 
-// direct reads up to readBatch events from seq on with one batched direct
+// direct reads up to a read batch of events from seq on with one batched direct
 // get, from whichever replica answers, and returns them with the number of
 // the thread's events after the last one, as that replica sees it.
 func (r *reader) direct(ctx context.Context, seq uint64) ([]sessionlog.Record, uint64, error) {
 	var recs []sessionlog.Record
-	pending, err := r.l.directGet(ctx, r.stream, msgGetRequest{Seq: seq, NextFor: r.subject, Batch: readBatch, MaxBytes: readMaxBytes},
+	pending, err := r.l.directGet(ctx, r.stream, msgGetRequest{Seq: seq, NextFor: r.subject, Batch: r.l.cfg.readEvents, MaxBytes: r.l.cfg.readBytes},
 		func(m *nats.Msg) error {
 			ord, ok := parseUint(m.Header.Get(headerSequence))
 			if !ok {

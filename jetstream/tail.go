@@ -79,9 +79,6 @@ const (
 	tailHeartbeat         = 500 * time.Millisecond
 	tailSilence           = 3 * tailHeartbeat
 	tailInactiveThreshold = 30 * time.Second
-	// tailPendingBytes bounds what the client buffers for one tail; past
-	// it messages are dropped, seen as a gap, and the consumer recreated.
-	tailPendingBytes = 256 << 20
 )
 
 // tail follows a subject filter of a stream with a chain of consumers.
@@ -150,7 +147,7 @@ func (t *tail) follow(ctx context.Context, last *uint64, deliver func(*nats.Msg,
 		return err
 	}
 	defer sub.Unsubscribe()
-	if err := sub.SetPendingLimits(-1, tailPendingBytes); err != nil {
+	if err := sub.SetPendingLimits(-1, t.l.cfg.tailBuffer); err != nil {
 		return err
 	}
 	name := "jstail_" + nuid.Next()
