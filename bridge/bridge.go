@@ -108,8 +108,8 @@ type Bridge struct {
 	committed Positions             // what the sink has been handed, per tenant
 	heads     map[string]streamHead // from the last discovery
 
-	delivered atomic.Uint64
-	healthy   atomic.Bool
+	delivered  atomic.Uint64
+	healthy    atomic.Bool
 	rediscover chan struct{}
 }
 
