@@ -173,7 +173,11 @@ func (l *Log) EnsureTenant(ctx context.Context, tenant string) error {
 // isTransient reports errors worth retrying an idempotent request for: a
 // timeout, nobody answering, or JetStream being briefly unavailable.
 func isTransient(err error) bool {
-	var ae *natsjs.APIError
+	var nae *natsjs.APIError
+	if errors.As(err, &nae) && nae.Code == 503 {
+		return true
+	}
+	var ae *apiError
 	if errors.As(err, &ae) && ae.Code == 503 {
 		return true
 	}

@@ -100,6 +100,7 @@ func (t *tail) run(ctx context.Context, cursor uint64, deliver func(*nats.Msg, u
 		return
 	}
 	backoff := newBackoff()
+	missing := 250 * time.Millisecond // wait for a stream to appear: 250ms doubling to 2s
 	last := cursor
 	for ctx.Err() == nil {
 		err := t.follow(ctx, &last, deliver)
@@ -109,11 +110,13 @@ func (t *tail) run(ctx context.Context, cursor uint64, deliver func(*nats.Msg, u
 		case errors.Is(err, errRestart):
 			backoff = newBackoff()
 			continue
-		case errors.Is(err, errStreamMissing), isTransient(err), errors.Is(err, nats.ErrConnectionReconnecting):
-			// Wait for the stream to be created or the server to return.
-			if backoff.next < 250*time.Millisecond {
-				backoff.next = 250 * time.Millisecond
+		case errors.Is(err, errStreamMissing):
+			if sleepCtx(ctx, missing) != nil {
+				return
 			}
+			missing = min(2*missing, 2*time.Second)
+		case isTransient(err), errors.Is(err, nats.ErrConnectionReconnecting):
+			// The server is restarting or a leader is being elected.
 			if backoff.wait(ctx) != nil {
 				return
 			}
