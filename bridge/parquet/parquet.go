@@ -1,0 +1,522 @@
+// Package parquet is a bridge sink that stores events as Parquet files,
+// partitioned by tenant and date in Hive style so that DuckDB, ClickHouse,
+// Spark and similar engines read the folder tree as one table:
+//
+//	<dir>/tenant_key=<encoded tenant>/date=<YYYY-MM-DD>/part-<UTC time>-<random>.parquet
+//	<dir>/_positions.json
+//
+// The partition key is named tenant_key rather than tenant because Hive
+// partitioning adds every key as a column, and a tenant key would clash with
+// the tenant column inside the files. tenant_key is the tenant encoded by
+// subjects.EncodeTenant (injective and safe as a folder name), while the
+// tenant column holds the real name. The date is the UTC date of the event
+// time. The leading underscore of _positions.json keeps readers from taking
+// it for data, and temporary files start with a dot and do not end in
+// .parquet, so the globs below never match them.
+//
+// The columns are described by Record. An example DuckDB query:
+//
+//	SELECT tenant, type, count(*)
+//	FROM read_parquet('out/tenant_key=*/date=*/*.parquet', hive_partitioning=true)
+//	GROUP BY ALL;
+//
+// With hive_partitioning the folder keys become the columns tenant_key and
+// date, so filters such as date >= DATE '2025-01-01' or
+// tenant_key = 'acme' skip whole folders. DuckDB guesses the type of a
+// partition key from its values; add hive_types={'tenant_key': VARCHAR} if
+// every tenant key looks like a number.
+//
+// Delivery is at least once. Rows are buffered in memory and written on
+// size and age limits or Flush, and positions are saved only after every
+// buffered file is durable, so after a crash the rows after the saved
+// positions are delivered again and may appear in two files. Queries that
+// must count each event once can deduplicate on (tenant, thread, ordinal):
+//
+//	SELECT * FROM read_parquet('out/tenant_key=*/date=*/*.parquet', hive_partitioning=true)
+//	QUALIFY row_number() OVER (PARTITION BY tenant, thread, ordinal) = 1;
+package parquet
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	pq "github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/compress/zstd"
+
+	"github.com/jetsession/jetsession/bridge"
+	"github.com/jetsession/jetsession/subjects"
+)
+
+// Defaults of the buffer limits.
+const (
+	DefaultMaxRows  = 100_000
+	DefaultMaxBytes = 64 << 20
+	DefaultMaxAge   = time.Minute
+)
+
+// PositionsFile is the name of the positions file in the output folder.
+const PositionsFile = "_positions.json"
+
+// ErrClosed is returned by Write and Flush after Close.
+var ErrClosed = errors.New("parquet: sink is closed")
+
+// Record is one row of the Parquet files, and documents their schema.
+//
+// Time is stored as a TIMESTAMP in microseconds, adjusted to UTC (DuckDB reads
+// it as TIMESTAMP WITH TIME ZONE, Spark as TIMESTAMP); microseconds rather
+// than nanoseconds because every common engine reads them, so nanoseconds of
+// event times are truncated. Ordinal is signed because Spark and others lack
+// unsigned 64-bit integers.
+//
+// Parquet strings must be UTF-8, and readers such as DuckDB refuse files
+// that break this. Data therefore holds the payload when it is valid UTF-8
+// (the convention is JSON), and DataBin holds it otherwise, the other one
+// being NULL; both are NULL when the event has no payload. Invalid UTF-8 in
+// the other string columns is replaced by U+FFFD; the tenant_key folder
+// still encodes the exact tenant.
+type Record struct {
+	Tenant  string            `parquet:"tenant,dict"`
+	Thread  string            `parquet:"thread"`
+	Ordinal int64             `parquet:"ordinal,delta"`
+	EventID string            `parquet:"event_id"`
+	Type    string            `parquet:"type,dict"`
+	Time    time.Time         `parquet:"time,timestamp(microsecond:utc)"`
+	Data    *string           `parquet:"data,optional"`
+	DataBin []byte            `parquet:"data_bin,optional"`
+	Meta    map[string]string `parquet:"meta"`
+}
+
+// Option configures a Sink.
+type Option func(*config)
+
+type config struct {
+	maxRows  int
+	maxBytes int64
+	maxAge   time.Duration
+}
+
+// WithMaxRows flushes once this many rows are buffered (default 100,000).
+func WithMaxRows(n int) Option { return func(c *config) { c.maxRows = n } }
+
+// WithMaxBytes flushes once the buffered rows take about this many bytes of
+// memory (default 64 MiB). The estimate counts the rows as held in memory,
+// not their size on disk. With the garbage collector's default headroom the
+// heap of the process peaks at about two to three times this.
+func WithMaxBytes(b int64) Option { return func(c *config) { c.maxBytes = b } }
+
+// WithMaxAge flushes rows at the latest this long after they were buffered
+// (default 1 minute).
+func WithMaxAge(d time.Duration) Option { return func(c *config) { c.maxAge = d } }
+
+// Sink writes rows to Parquet files. It is safe for concurrent use.
+type Sink struct {
+	dir string
+	cfg config
+	pf  bridge.PositionFile
+
+	// mu guards everything below. It is held while files are written, which
+	// serializes flushes: a later flush can then never save its positions
+	// before an earlier one's files are durable.
+	mu      sync.Mutex
+	parts   map[partKey]*partition
+	rows    int
+	bytes   int64
+	oldest  time.Time        // when the oldest buffered row was taken; zero when none
+	pending bridge.Positions // saved positions merged with those of every Write
+	dirty   bool             // pending differs from the positions file
+	dirs    map[string]bool  // partition folders known to exist durably
+	closed  bool
+
+	kick    chan struct{} // wakes the age loop when the buffer stops being empty
+	done    chan struct{} // closed by Close to stop the age loop
+	stopped chan struct{} // closed when the age loop has returned
+}
+
+var _ bridge.Sink = (*Sink)(nil)
+
+// codec is shared because it pools its encoders, which are costly to make.
+// It uses the fastest level because compressing is most of a flush, which
+// holds up Write; in BenchmarkWrite the files came out no larger than with
+// the default level.
+var codec = &zstd.Codec{Level: zstd.SpeedFastest}
+
+// partKey identifies a partition by the civil date rather than its string,
+// so that buffering a row allocates nothing for its key.
+type partKey struct {
+	tenant string
+	year   int
+	month  time.Month
+	day    int
+}
+
+type partition struct {
+	rows  []Record
+	bytes int64
+}
+
+// Approximate memory of a buffered row beyond the bytes of its strings and
+// payload: the Record with the slack of its slice, and a metadata map, which
+// takes a whole group of slots even for one entry. They make WithMaxBytes
+// bound real memory rather than payload bytes.
+const (
+	rowOverhead   = 224
+	mapOverhead   = 320
+	entryOverhead = 32
+)
+
+// maxKnownDirs bounds the cache of partition folders known to exist.
+const maxKnownDirs = 10_000
+
+// New returns a sink writing under dir, creating the folder if needed and
+// loading the positions saved there.
+func New(dir string, opts ...Option) (*Sink, error) {
+	if dir == "" {
+		return nil, errors.New("parquet: empty output folder")
+	}
+	cfg := config{maxRows: DefaultMaxRows, maxBytes: DefaultMaxBytes, maxAge: DefaultMaxAge}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if cfg.maxRows <= 0 {
+		return nil, fmt.Errorf("parquet: max rows must be positive, got %d", cfg.maxRows)
+	}
+	if cfg.maxBytes <= 0 {
+		return nil, fmt.Errorf("parquet: max bytes must be positive, got %d", cfg.maxBytes)
+	}
+	if cfg.maxAge <= 0 {
+		return nil, fmt.Errorf("parquet: max age must be positive, got %v", cfg.maxAge)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("parquet: creating output folder: %w", err)
+	}
+	pf := bridge.PositionFile{Path: filepath.Join(dir, PositionsFile)}
+	// The saved positions seed the pending ones, so that a save after this
+	// restart keeps the tenants that do not receive rows again.
+	saved, err := pf.Load()
+	if err != nil {
+		return nil, fmt.Errorf("parquet: %w", err)
+	}
+	s := &Sink{
+		dir:     dir,
+		cfg:     cfg,
+		pf:      pf,
+		parts:   map[partKey]*partition{},
+		pending: saved,
+		dirs:    map[string]bool{},
+		kick:    make(chan struct{}, 1),
+		done:    make(chan struct{}),
+		stopped: make(chan struct{}),
+	}
+	go s.ageLoop()
+	return s, nil
+}
+
+// Name returns "parquet".
+func (s *Sink) Name() string { return "parquet" }
+
+// Positions returns the positions saved in the output folder.
+func (s *Sink) Positions(ctx context.Context) (bridge.Positions, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return s.pf.Load()
+}
+
+// Write buffers rows and remembers pos, flushing when a size limit is
+// reached. An error means that none of the rows were taken, so the caller may
+// retry the same batch without duplicating it: when the buffer is already
+// full and cannot be flushed, Write refuses the rows, which also keeps
+// memory bounded. A flush that fails after the rows were taken is not
+// reported here; the rows stay buffered, and the next Write, Flush, Close
+// or age flush retries it.
+func (s *Sink) Write(ctx context.Context, rows []bridge.Row, pos bridge.Positions) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	for i := range rows {
+		if rows[i].Ordinal > math.MaxInt64 {
+			return fmt.Errorf("parquet: ordinal %d of tenant %q does not fit the int64 column", rows[i].Ordinal, rows[i].Tenant)
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	if s.full() {
+		if err := s.flushLocked(ctx); err != nil {
+			return err
+		}
+	}
+	wasEmpty := s.rows == 0
+	for i := range rows {
+		r := &rows[i]
+		t := r.Time.UTC()
+		y, m, d := t.Date()
+		k := partKey{tenant: r.Tenant, year: y, month: m, day: d}
+		p := s.parts[k]
+		if p == nil {
+			p = &partition{}
+			s.parts[k] = p
+		}
+		rec, n := toRecord(r, t)
+		p.rows = append(p.rows, rec)
+		p.bytes += n
+		s.bytes += n
+	}
+	s.rows += len(rows)
+	if len(pos) > 0 {
+		s.pending = s.pending.Merge(pos)
+		s.dirty = true
+	}
+	if wasEmpty && s.rows > 0 {
+		s.oldest = time.Now()
+		select {
+		case s.kick <- struct{}{}:
+		default:
+		}
+	}
+	if s.full() {
+		// The rows are taken; a failure is retried later (see above).
+		_ = s.flushLocked(ctx)
+	}
+	return nil
+}
+
+// Flush writes every buffered partition to its own file, makes the files
+// durable, and then saves the positions. If it fails, the partitions
+// already written are durable and dropped from the buffer, the others stay
+// buffered, and no positions are saved until a later flush succeeds.
+func (s *Sink) Flush(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	return s.flushLocked(ctx)
+}
+
+// Close flushes and stops the age limit. Once the flush is attempted the
+// sink is released even if it failed: the positions were then not saved,
+// so the rows are delivered again after a restart.
+func (s *Sink) Close(ctx context.Context) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	err := s.flushLocked(ctx)
+	s.closed = true
+	s.parts = nil
+	s.mu.Unlock()
+	close(s.done)
+	<-s.stopped
+	return err
+}
+
+func (s *Sink) full() bool {
+	return s.rows >= s.cfg.maxRows || s.bytes >= s.cfg.maxBytes
+}
+
+func (s *Sink) flushLocked(ctx context.Context) error {
+	// Sorted for a deterministic order of files and errors.
+	keys := make([]partKey, 0, len(s.parts))
+	for k := range s.parts {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b partKey) int {
+		return cmp.Or(strings.Compare(a.tenant, b.tenant), cmp.Compare(a.year, b.year),
+			cmp.Compare(a.month, b.month), cmp.Compare(a.day, b.day))
+	})
+	for _, k := range keys {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		p := s.parts[k]
+		if err := s.writePartition(k, p.rows); err != nil {
+			return err
+		}
+		// Durable now, so dropping the rows keeps a retry from writing them
+		// twice; positions wait until every partition is durable.
+		delete(s.parts, k)
+		s.rows -= len(p.rows)
+		s.bytes -= p.bytes
+	}
+	s.oldest = time.Time{}
+	if s.dirty {
+		if err := s.pf.Save(s.pending); err != nil {
+			return fmt.Errorf("parquet: %w", err)
+		}
+		s.dirty = false
+	}
+	return nil
+}
+
+// writePartition writes rows to a temporary file in the partition folder,
+// fsyncs it, renames it to its final name and fsyncs the folder.
+func (s *Sink) writePartition(k partKey, rows []Record) error {
+	dir, err := s.partitionDir(k)
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(dir, ".part-*.tmp")
+	if err != nil {
+		return fmt.Errorf("parquet: creating file: %w", err)
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	w := pq.NewGenericWriter[Record](tmp, pq.Compression(codec))
+	if _, err := w.Write(rows); err != nil {
+		return fmt.Errorf("parquet: writing %s: %w", tmp.Name(), err)
+	}
+	if err := w.Close(); err != nil {
+		return fmt.Errorf("parquet: writing %s: %w", tmp.Name(), err)
+	}
+	if err := tmp.Sync(); err != nil {
+		return fmt.Errorf("parquet: syncing %s: %w", tmp.Name(), err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("parquet: closing %s: %w", tmp.Name(), err)
+	}
+	// The UTC time sorts files by when they were written; the random part
+	// keeps names unique across flushes in the same nanosecond and restarts.
+	name := fmt.Sprintf("part-%s-%016x.parquet", time.Now().UTC().Format("20060102T150405.000000000Z"), rand.Uint64())
+	final := filepath.Join(dir, name)
+	if err := os.Rename(tmp.Name(), final); err != nil {
+		return fmt.Errorf("parquet: renaming %s: %w", tmp.Name(), err)
+	}
+	committed = true
+	if err := bridge.SyncDir(dir); err != nil {
+		return fmt.Errorf("parquet: syncing folder %s: %w", dir, err)
+	}
+	return nil
+}
+
+// partitionDir returns the folder of a partition, creating it and its
+// tenant folder if needed and fsyncing their parents, so that the entries
+// leading to a durable file are durable too.
+func (s *Sink) partitionDir(k partKey) (string, error) {
+	tenantDir := filepath.Join(s.dir, "tenant_key="+subjects.EncodeTenant(k.tenant))
+	dir := filepath.Join(tenantDir, fmt.Sprintf("date=%04d-%02d-%02d", k.year, int(k.month), k.day))
+	if s.dirs[dir] {
+		return dir, nil
+	}
+	for _, d := range []string{tenantDir, dir} {
+		err := os.Mkdir(d, 0o755)
+		if errors.Is(err, os.ErrExist) {
+			if fi, serr := os.Stat(d); serr == nil && fi.IsDir() {
+				continue
+			}
+		}
+		if err != nil {
+			return "", fmt.Errorf("parquet: creating partition folder: %w", err)
+		}
+		if err := bridge.SyncDir(filepath.Dir(d)); err != nil {
+			return "", fmt.Errorf("parquet: syncing folder %s: %w", filepath.Dir(d), err)
+		}
+	}
+	// The cache only saves system calls, so it is cleared rather than left
+	// to grow with every tenant and day ever seen.
+	if len(s.dirs) >= maxKnownDirs {
+		clear(s.dirs)
+	}
+	s.dirs[dir] = true
+	return dir, nil
+}
+
+// ageLoop flushes the buffer once its oldest row is maxAge old. After a
+// failed flush it waits maxAge before trying again rather than spinning.
+func (s *Sink) ageLoop() {
+	defer close(s.stopped)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	var retryAt time.Time
+	for {
+		s.mu.Lock()
+		oldest := s.oldest
+		s.mu.Unlock()
+		var due <-chan time.Time
+		if !oldest.IsZero() {
+			wait := max(time.Until(oldest.Add(s.cfg.maxAge)), time.Until(retryAt))
+			if wait <= 0 {
+				if err := s.flushIfOld(); err != nil {
+					retryAt = time.Now().Add(s.cfg.maxAge)
+				}
+				continue
+			}
+			timer.Reset(wait)
+			due = timer.C
+		}
+		select {
+		case <-s.done:
+			timer.Stop()
+			return
+		case <-s.kick:
+			timer.Stop()
+		case <-due:
+		}
+	}
+}
+
+func (s *Sink) flushIfOld() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || s.oldest.IsZero() || time.Since(s.oldest) < s.cfg.maxAge {
+		return nil
+	}
+	return s.flushLocked(context.Background())
+}
+
+// toRecord converts a row and estimates its memory. Strings are copied out
+// of the row's byte slices, as the caller may reuse them.
+func toRecord(r *bridge.Row, t time.Time) (Record, int64) {
+	rec := Record{
+		Tenant:  validUTF8(r.Tenant),
+		Thread:  validUTF8(r.Thread),
+		Ordinal: int64(r.Ordinal),
+		EventID: validUTF8(r.ID),
+		Type:    validUTF8(r.Type),
+		Time:    t,
+	}
+	n := int64(rowOverhead + len(r.Tenant) + len(r.Thread) + len(r.ID) + len(r.Type) + len(r.Data))
+	switch {
+	case r.Data == nil:
+	case utf8.Valid(r.Data):
+		d := string(r.Data)
+		rec.Data = &d
+	default:
+		rec.DataBin = slices.Clone(r.Data)
+	}
+	if len(r.Meta) > 0 {
+		rec.Meta = make(map[string]string, len(r.Meta))
+		n += mapOverhead
+		for k, v := range r.Meta {
+			rec.Meta[validUTF8(k)] = validUTF8(v)
+			n += int64(entryOverhead + len(k) + len(v))
+		}
+	}
+	return rec, n
+}
+
+func validUTF8(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	return strings.ToValidUTF8(s, "\uFFFD")
+}
