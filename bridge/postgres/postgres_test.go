@@ -1,0 +1,392 @@
+package postgres_test
+
+import (
+	"context"
+	"math"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/jetsession/jetsession/bridge"
+	"github.com/jetsession/jetsession/bridge/postgres"
+)
+
+// stored is a row as read back from the events table.
+type stored struct {
+	Tenant, Thread string
+	Ordinal        int64
+	EventID, Type  string
+	Time           time.Time
+	Data           *string // jsonb as text
+	DataRaw        []byte
+	Meta           map[string]string
+	IngestedAt     time.Time
+}
+
+func readRows(t *testing.T, conn *pgx.Conn, table string) []stored {
+	t.Helper()
+	rows, err := conn.Query(context.Background(), `SELECT tenant, thread, ordinal, event_id, type, time,
+		data::text, data_raw, meta, ingested_at FROM `+table+` ORDER BY tenant, thread, ordinal`)
+	require.NoError(t, err)
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (stored, error) {
+		var s stored
+		err := r.Scan(&s.Tenant, &s.Thread, &s.Ordinal, &s.EventID, &s.Type, &s.Time,
+			&s.Data, &s.DataRaw, &s.Meta, &s.IngestedAt)
+		return s, err
+	})
+	require.NoError(t, err)
+	return out
+}
+
+func count(t *testing.T, conn *pgx.Conn, table string) int {
+	t.Helper()
+	var n int
+	require.NoError(t, conn.QueryRow(context.Background(), "SELECT count(*) FROM "+table).Scan(&n))
+	return n
+}
+
+func positions(t *testing.T, s *postgres.Sink) bridge.Positions {
+	t.Helper()
+	pos, err := s.Positions(context.Background())
+	require.NoError(t, err)
+	return pos
+}
+
+// someRows returns n rows of one thread with JSON payloads, from ordinal
+// first on.
+func someRows(tenant, thread string, first uint64, n int) []bridge.Row {
+	rows := make([]bridge.Row, n)
+	for i := range rows {
+		o := first + uint64(i)
+		rows[i] = bridge.Row{
+			Tenant: tenant, Thread: thread, Ordinal: o,
+			ID: "id-" + tenant + "-" + thread + "-" + strings.Repeat("x", int(o%3)), Type: "note",
+			Time: time.Unix(1700000000+int64(o), 0).UTC(),
+			Data: []byte(`{"n":1}`),
+		}
+	}
+	return rows
+}
+
+func TestWriteAndReadBack(t *testing.T) {
+	t.Parallel()
+	s, dsn := newSinkDSN(t)
+	conn := connect(t, dsn)
+	ctx := context.Background()
+	require.Equal(t, "postgres", s.Name())
+	require.Empty(t, positions(t, s))
+
+	at := time.Date(2026, 3, 4, 5, 6, 7, 123456789, time.FixedZone("X", 3600))
+	rows := []bridge.Row{
+		{Tenant: "acme", Thread: "t1", Ordinal: 1, ID: "e1", Type: "json",
+			Time: at, Data: []byte(`{"b": [1, 2.5, "ü"],  "a": {"nested": true}}`),
+			Meta: map[string]string{"user": "ada", "trace": "ab-12"}},
+		{Tenant: "acme", Thread: "t1", Ordinal: 2, ID: "e2", Type: "binary",
+			Time: at.Add(time.Second), Data: []byte{0x00, 0xff, 0xfe, '{', 0x80}},
+		{Tenant: "acme", Thread: "t2", Ordinal: 3, ID: "e3", Type: "empty",
+			Time: at.Add(2 * time.Second)},
+		{Tenant: "acme", Thread: "t2", Ordinal: 4, ID: "e4", Type: "text",
+			Time: at.Add(3 * time.Second), Data: []byte("plain text, not JSON")},
+		{Tenant: "ünïcødé", Thread: "スレッド", Ordinal: 1, ID: "идентификатор", Type: "類型 🚀",
+			Time: at.Add(4 * time.Second), Data: []byte(`"emoji 😀 \ud83d\ude00"`),
+			Meta: map[string]string{"ключ": "значение 🚀"}},
+		{Tenant: "ünïcødé", Thread: "スレッド", Ordinal: 2, ID: "e6", Type: "scalar",
+			Time: at.Add(5 * time.Second), Data: []byte(`42`), Meta: map[string]string{}},
+	}
+	before := time.Now().Add(-time.Minute)
+	require.NoError(t, s.Write(ctx, rows, bridge.Positions{"acme": 4, "ünïcødé": 2}))
+
+	got := readRows(t, conn, "jetsession_events")
+	require.Len(t, got, len(rows))
+	byKey := map[string]stored{}
+	for _, g := range got {
+		byKey[g.EventID] = g
+	}
+	for _, r := range rows {
+		g, ok := byKey[r.ID]
+		require.True(t, ok, r.ID)
+		assert.Equal(t, r.Tenant, g.Tenant)
+		assert.Equal(t, r.Thread, g.Thread)
+		assert.Equal(t, int64(r.Ordinal), g.Ordinal)
+		assert.Equal(t, r.Type, g.Type)
+		assert.True(t, r.Time.Truncate(time.Microsecond).Equal(g.Time), "time %v, stored %v", r.Time, g.Time)
+		assert.True(t, g.IngestedAt.After(before), "ingested_at %v", g.IngestedAt)
+		if len(r.Meta) == 0 {
+			assert.Nil(t, g.Meta, r.ID)
+		} else {
+			assert.Equal(t, r.Meta, g.Meta, r.ID)
+		}
+	}
+	require.NotNil(t, byKey["e1"].Data)
+	assert.JSONEq(t, string(rows[0].Data), *byKey["e1"].Data)
+	assert.Nil(t, byKey["e1"].DataRaw)
+	assert.Nil(t, byKey["e2"].Data)
+	assert.Equal(t, rows[1].Data, byKey["e2"].DataRaw)
+	assert.Nil(t, byKey["e3"].Data, "empty payload")
+	assert.Nil(t, byKey["e3"].DataRaw, "empty payload")
+	assert.Nil(t, byKey["e4"].Data)
+	assert.Equal(t, "plain text, not JSON", string(byKey["e4"].DataRaw))
+	require.NotNil(t, byKey["идентификатор"].Data)
+	assert.Equal(t, `"emoji 😀 😀"`, *byKey["идентификатор"].Data)
+	require.NotNil(t, byKey["e6"].Data)
+	assert.Equal(t, "42", *byKey["e6"].Data)
+
+	assert.Equal(t, bridge.Positions{"acme": 4, "ünïcødé": 2}, positions(t, s))
+}
+
+func TestRedeliveryIsNoOp(t *testing.T) {
+	t.Parallel()
+	s, dsn := newSinkDSN(t)
+	conn := connect(t, dsn)
+	ctx := context.Background()
+
+	rows := append(someRows("a", "x", 1, 50), someRows("b", "y", 1, 50)...)
+	require.NoError(t, s.Write(ctx, rows, bridge.Positions{"a": 50, "b": 50}))
+	first := readRows(t, conn, "jetsession_events")
+	require.Len(t, first, 100)
+
+	// The same rows again, with other payloads, and older positions.
+	again := append([]bridge.Row(nil), rows...)
+	for i := range again {
+		again[i].Data = []byte(`{"changed":true}`)
+	}
+	require.NoError(t, s.Write(ctx, again, bridge.Positions{"a": 10, "b": 49}))
+	assert.Equal(t, first, readRows(t, conn, "jetsession_events"), "redelivered rows must not change anything")
+	assert.Equal(t, bridge.Positions{"a": 50, "b": 50}, positions(t, s), "positions never move back")
+
+	// An overlapping batch adds only what is new.
+	require.NoError(t, s.Write(ctx, someRows("a", "x", 41, 20), bridge.Positions{"a": 60}))
+	assert.Equal(t, 110, count(t, conn, "jetsession_events"))
+	assert.Equal(t, bridge.Positions{"a": 60, "b": 50}, positions(t, s))
+
+	// Duplicates within one batch are fine too.
+	dup := append(someRows("c", "z", 1, 3), someRows("c", "z", 1, 3)...)
+	require.NoError(t, s.Write(ctx, dup, bridge.Positions{"c": 3}))
+	assert.Equal(t, 113, count(t, conn, "jetsession_events"))
+}
+
+func TestPositionsOnly(t *testing.T) {
+	t.Parallel()
+	s, dsn := newSinkDSN(t)
+	conn := connect(t, dsn)
+	ctx := context.Background()
+
+	require.NoError(t, s.Write(ctx, nil, bridge.Positions{"a": 7, "b": 1}))
+	assert.Equal(t, bridge.Positions{"a": 7, "b": 1}, positions(t, s))
+	require.NoError(t, s.Write(ctx, []bridge.Row{}, bridge.Positions{"a": 3, "b": 2}))
+	assert.Equal(t, bridge.Positions{"a": 7, "b": 2}, positions(t, s))
+	require.NoError(t, s.Write(ctx, nil, nil), "nothing to write")
+	assert.Equal(t, 0, count(t, conn, "jetsession_events"))
+	require.NoError(t, s.Flush(ctx))
+}
+
+func TestFailedWriteCommitsNothing(t *testing.T) {
+	t.Parallel()
+	s, dsn := newSinkDSN(t)
+	conn := connect(t, dsn)
+	ctx := context.Background()
+	require.NoError(t, s.Write(ctx, someRows("a", "x", 1, 5), bridge.Positions{"a": 5}))
+
+	t.Run("cancelled context", func(t *testing.T) {
+		cctx, cancel := context.WithCancel(ctx)
+		cancel()
+		err := s.Write(cctx, someRows("a", "x", 6, 100), bridge.Positions{"a": 105})
+		require.ErrorIs(t, err, context.Canceled)
+		assert.Equal(t, 5, count(t, conn, "jetsession_events"))
+		assert.Equal(t, bridge.Positions{"a": 5}, positions(t, s))
+	})
+
+	t.Run("failure after the rows are in", func(t *testing.T) {
+		// The positions upsert fails after the insert has run in the
+		// same transaction.
+		_, err := conn.Exec(ctx, `ALTER TABLE jetsession_events_positions ADD CONSTRAINT small CHECK (ordinal < 1000)`)
+		require.NoError(t, err)
+		err = s.Write(ctx, someRows("a", "x", 6, 100), bridge.Positions{"a": 1005})
+		require.ErrorContains(t, err, "saving positions")
+		assert.Equal(t, 5, count(t, conn, "jetsession_events"))
+		assert.Equal(t, bridge.Positions{"a": 5}, positions(t, s))
+		_, err = conn.Exec(ctx, `ALTER TABLE jetsession_events_positions DROP CONSTRAINT small`)
+		require.NoError(t, err)
+	})
+
+	t.Run("ordinal beyond bigint", func(t *testing.T) {
+		rows := someRows("a", "x", 6, 3)
+		rows[2].Ordinal = math.MaxInt64 + 1
+		require.ErrorContains(t, s.Write(ctx, rows, bridge.Positions{"a": 8}), "does not fit in bigint")
+		require.ErrorContains(t, s.Write(ctx, someRows("a", "x", 6, 3), bridge.Positions{"a": math.MaxUint64}), "does not fit in bigint")
+		assert.Equal(t, 5, count(t, conn, "jetsession_events"))
+		assert.Equal(t, bridge.Positions{"a": 5}, positions(t, s))
+	})
+
+	// The sink carries on after failures.
+	require.NoError(t, s.Write(ctx, someRows("a", "x", 6, 100), bridge.Positions{"a": 105}))
+	assert.Equal(t, 105, count(t, conn, "jetsession_events"))
+	assert.Equal(t, bridge.Positions{"a": 105}, positions(t, s))
+	rows := someRows("a", "x", math.MaxInt64, 1)
+	require.NoError(t, s.Write(ctx, rows, bridge.Positions{"a": math.MaxInt64}), "the largest bigint is fine")
+	assert.Equal(t, bridge.Positions{"a": math.MaxInt64}, positions(t, s))
+}
+
+func TestReconnects(t *testing.T) {
+	t.Parallel()
+	s, dsn := newSinkDSN(t)
+	conn := connect(t, dsn)
+	ctx := context.Background()
+	require.NoError(t, s.Write(ctx, someRows("a", "x", 1, 5), bridge.Positions{"a": 5}))
+
+	_, err := conn.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+		WHERE datname = current_database() AND pid <> pg_backend_pid()`)
+	require.NoError(t, err)
+	// The first call may still find the dead connection; the next one
+	// must succeed on a new one.
+	if err := s.Write(ctx, someRows("a", "x", 6, 5), bridge.Positions{"a": 10}); err != nil {
+		require.NoError(t, s.Write(ctx, someRows("a", "x", 6, 5), bridge.Positions{"a": 10}))
+	}
+	assert.Equal(t, 10, count(t, conn, "jetsession_events"))
+	assert.Equal(t, bridge.Positions{"a": 10}, positions(t, s))
+}
+
+func TestConcurrentCalls(t *testing.T) {
+	t.Parallel()
+	s, dsn := newSinkDSN(t)
+	conn := connect(t, dsn)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for w := range 4 {
+		tenant := string(rune('a' + w))
+		wg.Go(func() {
+			for i := range 10 {
+				first := uint64(i*10 + 1)
+				assert.NoError(t, s.Write(ctx, someRows(tenant, "x", first, 10), bridge.Positions{tenant: first + 9}))
+				_, err := s.Positions(ctx)
+				assert.NoError(t, err)
+			}
+		})
+	}
+	wg.Wait()
+	assert.Equal(t, 400, count(t, conn, "jetsession_events"))
+	assert.Equal(t, bridge.Positions{"a": 100, "b": 100, "c": 100, "d": 100}, positions(t, s))
+}
+
+func TestJSONThatJSONBRejects(t *testing.T) {
+	t.Parallel()
+	s, dsn := newSinkDSN(t)
+	conn := connect(t, dsn)
+	payloads := []string{
+		`"nul \u0000 escape"`,
+		`{"lone high": "\ud800"}`,
+		`["lone low \udc00"]`,
+		`"reversed \udc00\ud800"`,
+		`1e1000000`,
+		`[1e-20000]`,
+		`{"s": "invalid UTF-8 ` + "\xff" + `"}`,
+	}
+	rows := someRows("a", "x", 1, len(payloads))
+	for i, p := range payloads {
+		rows[i].Data = []byte(p)
+	}
+	require.NoError(t, s.Write(context.Background(), rows, bridge.Positions{"a": uint64(len(rows))}))
+	got := readRows(t, conn, "jetsession_events")
+	require.Len(t, got, len(payloads))
+	for i, g := range got {
+		assert.Nil(t, g.Data, payloads[i])
+		assert.Equal(t, payloads[i], string(g.DataRaw))
+	}
+}
+
+func TestMetaWithNUL(t *testing.T) {
+	t.Parallel()
+	s, dsn := newSinkDSN(t)
+	conn := connect(t, dsn)
+	rows := someRows("a", "x", 1, 1)
+	rows[0].Meta = map[string]string{"k": "a\x00b", "ok": "<&>"}
+	require.NoError(t, s.Write(context.Background(), rows, nil))
+	got := readRows(t, conn, "jetsession_events")
+	require.Len(t, got, 1)
+	assert.Equal(t, map[string]string{"k": "a\uFFFDb", "ok": "<&>"}, got[0].Meta)
+}
+
+func TestWithTable(t *testing.T) {
+	t.Parallel()
+	a, dsn := newSinkDSN(t, postgres.WithTable("events_a"))
+	conn := connect(t, dsn)
+	ctx := context.Background()
+	_, err := conn.Exec(ctx, "CREATE SCHEMA analytics")
+	require.NoError(t, err)
+	b, err := postgres.New(ctx, dsn, postgres.WithTable("analytics.select"))
+	require.NoError(t, err, "a reserved word is fine as a table name")
+	defer b.Close(ctx)
+
+	require.NoError(t, a.Write(ctx, someRows("t", "x", 1, 3), bridge.Positions{"t": 3}))
+	require.NoError(t, b.Write(ctx, someRows("t", "x", 1, 7), bridge.Positions{"t": 7}))
+	assert.Equal(t, 3, count(t, conn, "events_a"))
+	assert.Equal(t, 7, count(t, conn, `analytics."select"`))
+	assert.Equal(t, bridge.Positions{"t": 3}, positions(t, a))
+	assert.Equal(t, bridge.Positions{"t": 7}, positions(t, b))
+	var n int
+	require.NoError(t, conn.QueryRow(ctx, `SELECT count(*) FROM analytics.select_positions`).Scan(&n))
+	assert.Equal(t, 1, n)
+
+	_, err = postgres.New(ctx, dsn, postgres.WithTable("missing.events"))
+	require.ErrorContains(t, err, "creating table missing.events")
+}
+
+func TestNewAgainKeepsData(t *testing.T) {
+	t.Parallel()
+	s, dsn := newSinkDSN(t)
+	ctx := context.Background()
+	require.NoError(t, s.Write(ctx, someRows("a", "x", 1, 3), bridge.Positions{"a": 3}))
+	require.NoError(t, s.Close(ctx))
+	require.ErrorContains(t, s.Write(ctx, someRows("a", "x", 4, 1), nil), "closed")
+	_, err := s.Positions(ctx)
+	require.ErrorContains(t, err, "closed")
+	require.NoError(t, s.Close(ctx), "closing twice")
+
+	var wg sync.WaitGroup
+	sinks := make([]*postgres.Sink, 4)
+	for i := range sinks {
+		wg.Go(func() {
+			var err error
+			sinks[i], err = postgres.New(ctx, dsn)
+			assert.NoError(t, err, "concurrent creators")
+		})
+	}
+	wg.Wait()
+	for _, s := range sinks {
+		if s != nil {
+			assert.Equal(t, bridge.Positions{"a": 3}, positions(t, s))
+			s.Close(ctx)
+		}
+	}
+}
+
+func TestInvalidTableName(t *testing.T) {
+	t.Parallel()
+	// No server listens there: the name must be refused before connecting.
+	const dsn = "postgres://postgres@127.0.0.1:1/none?connect_timeout=1"
+	for _, name := range []string{
+		"", "Events", "1events", "ev-ents", "ev ents", `ev"ents`, "events;drop",
+		strings.Repeat("e", 51), "a.b.c", ".events", "schema.", "Schema.events",
+		"jetsession_bridge_stage",
+	} {
+		_, err := postgres.New(context.Background(), dsn, postgres.WithTable(name))
+		require.ErrorContains(t, err, "invalid", "table %q", name)
+		require.NotContains(t, err.Error(), "connecting", "table %q", name)
+	}
+}
+
+func TestBadDSN(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	_, err := postgres.New(ctx, "postgres://user:secret@host:notaport/db")
+	require.ErrorContains(t, err, "postgres: invalid DSN")
+	require.NotContains(t, err.Error(), "secret", "the password stays out of errors")
+
+	_, err = postgres.New(ctx, "postgres://postgres@127.0.0.1:1/none?connect_timeout=2")
+	require.ErrorContains(t, err, "postgres: connecting")
+}
