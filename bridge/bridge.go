@@ -393,10 +393,11 @@ func (b *Bridge) progressLoop(ctx context.Context) {
 			for _, n := range lag {
 				total += n
 			}
-			if total == 0 && rate == 0 {
-				continue
+			level := slog.LevelInfo
+			if total == 0 {
+				level = slog.LevelDebug // caught up: no need to report at info
 			}
-			b.cfg.Logger.Info("progress", "events_per_s", int(rate), "delivered", delivered, "lag", total, "top_lag", topLag(lag, 5))
+			b.cfg.Logger.Log(ctx, level, "progress", "events_per_s", int(rate), "delivered", delivered, "lag", total, "top_lag", topLag(lag, 5))
 		}
 	}
 }

@@ -1,0 +1,202 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jetsession/jetsession/bridge/parquet"
+	"github.com/jetsession/jetsession/internal/testserver"
+	"github.com/jetsession/jetsession/jetstream"
+	"github.com/jetsession/jetsession/sessionlog"
+	pq "github.com/parquet-go/parquet-go"
+	"github.com/stretchr/testify/require"
+)
+
+func noEnv(string) string { return "" }
+
+// syncBuffer is a bytes.Buffer safe for a writer and a poller.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// startRun runs the command in-process until the returned stop is called.
+func startRun(t *testing.T, args []string, stdout io.Writer) (started, func() error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	stderr := &syncBuffer{}
+	startedCh := make(chan started, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, args, noEnv, stdout, stderr, func(s started) { startedCh <- s })
+	}()
+	select {
+	case st := <-startedCh:
+		return st, func() error {
+			cancel()
+			return <-done
+		}
+	case err := <-done:
+		cancel()
+		t.Fatalf("bridge ended before starting: %v\n%s", err, stderr)
+	case <-time.After(30 * time.Second):
+		cancel()
+		t.Fatalf("bridge did not start within 30s\n%s", stderr)
+	}
+	return started{}, nil
+}
+
+func TestMainJobRunsOnAnEmbeddedServerWithTheDemoFleet(t *testing.T) {
+	dir := t.TempDir()
+	stdout := &syncBuffer{}
+	st, stop := startRun(t, []string{"--demo", "--listen", "127.0.0.1:0", "--data-dir", dir, "--http", "127.0.0.1:0", "--flush-interval", "20ms"}, stdout)
+	testserver.Eventually(t, time.Minute, func() error {
+		if n := strings.Count(stdout.String(), "\n"); n < 20 {
+			return fmt.Errorf("%d events on stdout", n)
+		}
+		return nil
+	})
+	for _, line := range strings.Split(strings.TrimSpace(stdout.String()), "\n")[:20] {
+		require.Regexp(t, `^\{"tenant":"(acme|globex|initech)","thread":"conversation-\d","ordinal":\d+,"id":"[^"]+","type":"(user_message|tool_call|tool_result|error|model_reply|handoff)","time":"[^"]+"`, line)
+	}
+	resp, err := http.Get("http://" + st.HTTPAddr + "/healthz")
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	resp, err = http.Get("http://" + st.HTTPAddr + "/metrics")
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Regexp(t, `jetsession_bridge_delivered_events_total [1-9]`, string(body))
+	require.Contains(t, string(body), `jetsession_bridge_lag_events{tenant="acme"}`)
+	require.NoError(t, stop())
+	// The embedded server kept its data in the data folder.
+	require.DirExists(t, filepath.Join(dir, "nats", "jetstream"))
+}
+
+func TestBadConfigurationIsRefusedBeforeAnythingStarts(t *testing.T) {
+	for name, tc := range map[string]struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		"unknown sink":          {args: []string{"--sink", "kafka"}, want: `unknown sink "kafka"`},
+		"postgres without url":  {args: []string{"--sink", "postgres"}, want: "--postgres-url (or DATABASE_URL) is required"},
+		"zero batch":            {args: []string{"--batch-size", "0"}, want: "--batch-size must be positive"},
+		"bad listen address":    {args: []string{"--listen", "nowhere"}, want: "--listen"},
+		"bad http address":      {args: []string{"--http", "localhost"}, want: "--http"},
+		"bad subject prefix":    {args: []string{"--subject-prefix", "a.*"}, want: "subject prefix"},
+		"bad log level":         {args: []string{"--log-level", "loud"}, want: "--log-level"},
+		"bad environment value": {env: map[string]string{"JETSESSION_BATCH_SIZE": "many"}, want: "JETSESSION_BATCH_SIZE"},
+		"stray argument":        {args: []string{"extra"}, want: "unexpected arguments"},
+		"unknown flag":          {args: []string{"--nope"}, want: "flag provided but not defined"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "data")
+			stderr := &bytes.Buffer{}
+			getenv := func(k string) string { return tc.env[k] }
+			err := run(context.Background(), append(tc.args, "--data-dir", dir), getenv, io.Discard, stderr, func(started) {
+				t.Fatal("the bridge started despite a bad configuration")
+			})
+			require.Error(t, err)
+			require.Contains(t, err.Error()+stderr.String(), tc.want)
+			require.NoDirExists(t, dir, "nothing is created for a bad configuration")
+		})
+	}
+}
+
+func TestEnvironmentConfiguresTheBridge(t *testing.T) {
+	env := map[string]string{"JETSESSION_SINK": "jsonl,parquet", "NATS_URL": "nats://x:1", "JETSESSION_BATCH_SIZE": "7"}
+	cfg, err := parseConfig([]string{"--batch-size", "9"}, func(k string) string { return env[k] }, io.Discard)
+	require.NoError(t, err)
+	require.Equal(t, []string{"jsonl", "parquet"}, cfg.Sinks)
+	require.Equal(t, "nats://x:1", cfg.NATSURL)
+	require.Equal(t, 9, cfg.BatchSize, "flags win over the environment")
+}
+
+func TestParquetAndJSONLinesSinksAtOnce(t *testing.T) {
+	srv := testserver.Start(t)
+	nc := srv.Connect(t)
+	log, err := jetstream.New(nc)
+	require.NoError(t, err)
+	ctx := context.Background()
+	want := map[string][]sessionlog.Record{}
+	for i := range 60 {
+		key := sessionlog.ThreadKey{Tenant: []string{"acme", "Globex Ltd"}[i%2], Thread: fmt.Sprint("t", i%3)}
+		_, err := log.Append(ctx, key, []sessionlog.Event{{Type: "tool_call", Data: fmt.Appendf(nil, `{"i":%d}`, i), Meta: map[string]string{"k": "v"}}})
+		require.NoError(t, err)
+	}
+	total := 0
+	for _, tenant := range []string{"acme", "Globex Ltd"} {
+		for th := range 3 {
+			recs, err := log.LoadSince(ctx, sessionlog.ThreadKey{Tenant: tenant, Thread: fmt.Sprint("t", th)}, 0)
+			require.NoError(t, err)
+			want[tenant] = append(want[tenant], recs...)
+			total += len(recs)
+		}
+	}
+	dir := t.TempDir()
+	parquetDir, jsonlDir := filepath.Join(dir, "parquet"), filepath.Join(dir, "jsonl")
+	_, stop := startRun(t, []string{"--nats", srv.URL(), "--data-dir", dir, "--http", "", "--sink", "jsonl,parquet",
+		"--jsonl-path", jsonlDir, "--parquet-dir", parquetDir, "--flush-interval", "20ms"}, io.Discard)
+	testserver.Eventually(t, time.Minute, func() error {
+		n := 0
+		files, _ := filepath.Glob(filepath.Join(jsonlDir, "events-*.jsonl"))
+		for _, f := range files {
+			b, _ := os.ReadFile(f)
+			n += bytes.Count(b, []byte("\n"))
+		}
+		if n < total {
+			return fmt.Errorf("%d of %d lines", n, total)
+		}
+		return nil
+	})
+	require.NoError(t, stop(), "shutdown flushes the Parquet buffers")
+
+	files, err := filepath.Glob(filepath.Join(parquetDir, "tenant_key=*", "date=*", "*.parquet"))
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
+	got := map[string]map[uint64]parquet.Record{}
+	for _, f := range files {
+		rows, err := pq.ReadFile[parquet.Record](f)
+		require.NoError(t, err)
+		for _, r := range rows {
+			if got[r.Tenant] == nil {
+				got[r.Tenant] = map[uint64]parquet.Record{}
+			}
+			got[r.Tenant][uint64(r.Ordinal)] = r
+		}
+	}
+	for tenant, recs := range want {
+		require.Len(t, got[tenant], len(recs), tenant)
+		for _, rec := range recs {
+			r, ok := got[tenant][rec.Ordinal]
+			require.True(t, ok, "%s ordinal %d missing from Parquet", tenant, rec.Ordinal)
+			require.Equal(t, rec.ID, r.EventID)
+			require.Equal(t, rec.Type, r.Type)
+			require.Equal(t, string(rec.Data), *r.Data)
+			require.Equal(t, rec.Meta, r.Meta)
+			require.WithinDuration(t, rec.Time, r.Time, time.Microsecond)
+		}
+	}
+}
