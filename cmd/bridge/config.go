@@ -24,6 +24,7 @@ type config struct {
 	Sinks         []string
 	JSONLPath     string
 	ParquetDir    string
+	ParquetAge    time.Duration
 	PostgresURL   string
 	PostgresTable string
 
@@ -64,6 +65,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.StringVar(&sinks, "sink", "jsonl", "sinks, comma separated: "+strings.Join(knownSinks, ", "))
 	fs.StringVar(&c.JSONLPath, "jsonl-path", "-", "JSON lines destination: - for standard output, or a folder for rotating files")
 	fs.StringVar(&c.ParquetDir, "parquet-dir", "", "Parquet output folder (default <data-dir>/parquet)")
+	fs.DurationVar(&c.ParquetAge, "parquet-max-age", time.Minute, "longest time Parquet rows stay buffered before a file is written")
 	fs.StringVar(&c.PostgresURL, "postgres-url", "", "PostgreSQL connection string for the postgres sink (env DATABASE_URL too)")
 	fs.StringVar(&c.PostgresTable, "postgres-table", "jetsession_events", "PostgreSQL table for events; positions go to <table>_positions")
 	fs.StringVar(&c.HTTPAddr, "http", "127.0.0.1:9464", "address for /metrics and /healthz; empty disables it")
@@ -142,6 +144,9 @@ func (c config) validate() error {
 	}
 	if err := (subjects.Scheme{SubjectPrefix: c.SubjectPrefix, StreamPrefix: c.StreamPrefix}).Validate(); err != nil {
 		errs = append(errs, err)
+	}
+	if c.ParquetAge <= 0 {
+		errs = append(errs, fmt.Errorf("--parquet-max-age must be positive, got %v", c.ParquetAge))
 	}
 	if c.BatchSize <= 0 {
 		errs = append(errs, fmt.Errorf("--batch-size must be positive, got %d", c.BatchSize))

@@ -176,7 +176,7 @@ func openSinks(ctx context.Context, cfg config, stdout io.Writer) (bridge.Sink, 
 				s, err = jsonl.NewFiles(cfg.JSONLPath)
 			}
 		case "parquet":
-			s, err = parquet.New(cfg.ParquetDir, parquet.WithMaxBytes(32<<20))
+			s, err = parquet.New(cfg.ParquetDir, parquet.WithMaxBytes(32<<20), parquet.WithMaxAge(cfg.ParquetAge))
 		case "postgres":
 			s, err = postgres.New(ctx, cfg.PostgresURL, postgres.WithTable(cfg.PostgresTable))
 		}
