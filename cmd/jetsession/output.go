@@ -1,0 +1,178 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/jetsession/jetsession/sessionlog"
+)
+
+// timeLayout is RFC 3339 with milliseconds: enough to order a burst of
+// events by eye, short enough for a terminal.
+const timeLayout = "2006-01-02T15:04:05.000Z07:00"
+
+// maxPayload is how much of an event's payload a human line shows.
+const maxPayload = 100
+
+func formatTime(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format(timeLayout)
+}
+
+// jsonRecord is a record as --json prints it: the payload as raw JSON when
+// it is JSON, in base64 otherwise, so that nothing is lost.
+type jsonRecord struct {
+	Ordinal    uint64            `json:"ordinal"`
+	Tenant     string            `json:"tenant"`
+	Thread     string            `json:"thread"`
+	ID         string            `json:"id"`
+	Type       string            `json:"type"`
+	Time       time.Time         `json:"time"`
+	Data       json.RawMessage   `json:"data,omitempty"`
+	DataBase64 []byte            `json:"data_base64,omitempty"`
+	Meta       map[string]string `json:"meta,omitempty"`
+}
+
+func newJSONRecord(tenant, thread string, rec sessionlog.Record) jsonRecord {
+	r := jsonRecord{Ordinal: rec.Ordinal, Tenant: tenant, Thread: thread, ID: rec.ID, Type: rec.Type,
+		Time: rec.Time.UTC(), Meta: rec.Meta}
+	switch {
+	case len(rec.Data) == 0:
+	case json.Valid(rec.Data):
+		r.Data = rec.Data
+	default:
+		r.DataBase64 = rec.Data
+	}
+	return r
+}
+
+// newEncoder writes one JSON object per line, leaving '<', '>' and '&' in
+// payloads readable.
+func newEncoder(w io.Writer) *json.Encoder {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	return enc
+}
+
+// recordPrinter prints the records of a load or a tail, as a table or as
+// JSON lines. withThread adds the thread column of tenant-wide tails.
+type recordPrinter struct {
+	w          io.Writer
+	enc        *json.Encoder // nil for the human table
+	tenant     string
+	withThread bool
+	headed     bool
+}
+
+func newRecordPrinter(w io.Writer, asJSON bool, tenant string, withThread bool) *recordPrinter {
+	p := &recordPrinter{w: w, tenant: tenant, withThread: withThread}
+	if asJSON {
+		p.enc = newEncoder(w)
+	}
+	return p
+}
+
+// Fixed column widths, not a tabwriter: a tail prints each line as it
+// arrives and cannot wait to measure the columns.
+func (p *recordPrinter) print(thread string, rec sessionlog.Record) error {
+	if p.enc != nil {
+		return p.enc.Encode(newJSONRecord(p.tenant, thread, rec))
+	}
+	if !p.headed {
+		p.headed = true
+		if p.withThread {
+			fmt.Fprintf(p.w, "%8s  %-24s  %-16s  %-16s  %s\n", "ORDINAL", "TIME", "THREAD", "TYPE", "DATA")
+		} else {
+			fmt.Fprintf(p.w, "%8s  %-24s  %-16s  %s\n", "ORDINAL", "TIME", "TYPE", "DATA")
+		}
+	}
+	var line string
+	if p.withThread {
+		line = fmt.Sprintf("%8d  %-24s  %-16s  %-16s  %s", rec.Ordinal, formatTime(rec.Time), clean(thread), clean(rec.Type), summarize(rec.Data, maxPayload))
+	} else {
+		line = fmt.Sprintf("%8d  %-24s  %-16s  %s", rec.Ordinal, formatTime(rec.Time), clean(rec.Type), summarize(rec.Data, maxPayload))
+	}
+	_, err := fmt.Fprintln(p.w, strings.TrimRight(line, " "))
+	return err
+}
+
+// summarize renders a payload on one line of at most max characters:
+// compact JSON, or the text, or a byte count for binary data.
+func summarize(data []byte, max int) string {
+	if len(data) == 0 {
+		return ""
+	}
+	var s string
+	switch {
+	case json.Valid(data):
+		var buf bytes.Buffer
+		_ = json.Compact(&buf, data) // valid JSON always compacts
+		s = buf.String()
+	case utf8.Valid(data):
+		s = string(data)
+	default:
+		return fmt.Sprintf("<%d bytes of binary data; --json shows them in base64>", len(data))
+	}
+	return truncate(clean(s), max)
+}
+
+// clean escapes control and bidirectional-override characters: payloads
+// come from agents, and must not move the cursor, recolour or reorder an
+// operator's terminal.
+func clean(s string) string {
+	if !strings.ContainsFunc(s, unsafeRune) {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if unsafeRune(r) {
+			fmt.Fprintf(&b, `\u%04x`, r)
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+func unsafeRune(r rune) bool {
+	return unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) || r == utf8.RuneError
+}
+
+func truncate(s string, max int) string {
+	if utf8.RuneCountInString(s) <= max {
+		return s
+	}
+	n := 0
+	for i := range s {
+		if n == max-1 {
+			return s[:i] + "…"
+		}
+		n++
+	}
+	return s
+}
+
+// humanBytes prints sizes the way operators compare them.
+func humanBytes(n uint64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	v, suffix := float64(n), ""
+	for _, s := range []string{"KiB", "MiB", "GiB", "TiB", "PiB"} {
+		v /= unit
+		suffix = s
+		if v < unit {
+			break
+		}
+	}
+	return fmt.Sprintf("%.1f %s", v, suffix)
+}
