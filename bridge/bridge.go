@@ -313,66 +313,107 @@ func (b *Bridge) send(ctx context.Context, tenant string, rec sessionlog.TenantR
 	}
 }
 
-// batchLoop hands rows to the sink in batches until ctx ends, then hands
-// over the last partial batch.
+type batch struct {
+	rows []Row
+	pos  Positions
+}
+
+// batchLoop collects rows into batches until ctx ends, then hands over the
+// last partial batch. One writer goroutine hands batches to the sink in
+// order while the next batch fills, so reading and writing overlap.
 func (b *Bridge) batchLoop(ctx context.Context) error {
-	batch := make([]Row, 0, b.cfg.BatchSize)
-	pos := Positions{}
+	full := make(chan batch, 1)
+	writeErr := make(chan error, 1)
+	go func() {
+		defer close(writeErr)
+		for bt := range full {
+			if err := b.write(ctx, bt); err != nil {
+				writeErr <- err
+				for range full { // let the collector finish
+				}
+				return
+			}
+		}
+	}()
+	cur := batch{rows: make([]Row, 0, b.cfg.BatchSize), pos: Positions{}}
 	ticker := time.NewTicker(b.cfg.FlushInterval)
 	defer ticker.Stop()
-	write := func(wctx context.Context) error {
-		if len(batch) == 0 {
-			return nil
+	hand := func() bool {
+		if len(cur.rows) == 0 {
+			return true
 		}
-		for {
-			start := time.Now()
-			err := b.cfg.Sink.Write(wctx, batch, pos)
-			b.cfg.Metrics.observeWrite(b.cfg.Sink.Name(), time.Since(start), err)
-			if err == nil {
-				b.healthy.Store(true)
-				break
-			}
-			b.healthy.Store(false)
-			if wctx.Err() != nil {
-				return fmt.Errorf("bridge: writing %d rows to %s: %w", len(batch), b.cfg.Sink.Name(), err)
-			}
-			b.cfg.Logger.Error("sink write failed; retrying", "sink", b.cfg.Sink.Name(), "rows", len(batch), "err", err)
-			select {
-			case <-wctx.Done():
-			case <-time.After(time.Second):
-			}
+		select {
+		case full <- cur:
+		case err := <-writeErr:
+			writeErr <- err
+			return false
 		}
-		b.delivered.Add(uint64(len(batch)))
-		b.cfg.Metrics.delivered(len(batch))
-		b.mu.Lock()
-		b.committed = b.committed.Merge(pos)
-		b.mu.Unlock()
-		batch = batch[:0]
-		pos = Positions{}
-		return nil
+		cur = batch{rows: make([]Row, 0, b.cfg.BatchSize), pos: Positions{}}
+		return true
 	}
-	for {
+	var ok = true
+	for ok {
 		select {
 		case row := <-b.rows:
-			batch = append(batch, row)
-			pos[row.Tenant] = row.Ordinal
-			if len(batch) >= b.cfg.BatchSize {
-				if err := write(ctx); err != nil {
-					return err
-				}
+			cur.rows = append(cur.rows, row)
+			cur.pos[row.Tenant] = row.Ordinal
+			if len(cur.rows) >= b.cfg.BatchSize {
+				ok = hand()
 			}
 		case <-ticker.C:
-			if err := write(ctx); err != nil {
-				return err
-			}
+			ok = hand()
 		case <-ctx.Done():
 			// Hand over what is batched; rows still queued are not lost,
 			// their positions were never committed.
-			wctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			return write(wctx)
+			hand()
+			ok = false
+		case err := <-writeErr:
+			writeErr <- err
+			ok = false
 		}
 	}
+	close(full)
+	return <-writeErr
+}
+
+// write hands one batch to the sink, retrying failures until ctx ends;
+// after ctx ends it still tries for up to 30 seconds, so that a shutdown
+// delivers what was batched.
+func (b *Bridge) write(ctx context.Context, bt batch) error {
+	wctx := ctx
+	if ctx.Err() != nil {
+		var cancel context.CancelFunc
+		wctx, cancel = context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+	}
+	for {
+		start := time.Now()
+		err := b.cfg.Sink.Write(wctx, bt.rows, bt.pos)
+		b.cfg.Metrics.observeWrite(b.cfg.Sink.Name(), time.Since(start), err)
+		if err == nil {
+			break
+		}
+		b.healthy.Store(false)
+		if ctx.Err() != nil && wctx == ctx {
+			// Shutting down mid-write: one last bounded attempt.
+			return b.write(ctx, bt)
+		}
+		if wctx.Err() != nil {
+			return fmt.Errorf("bridge: writing %d rows to %s: %w", len(bt.rows), b.cfg.Sink.Name(), err)
+		}
+		b.cfg.Logger.Error("sink write failed; retrying", "sink", b.cfg.Sink.Name(), "rows", len(bt.rows), "err", err)
+		select {
+		case <-wctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+	b.healthy.Store(true)
+	b.delivered.Add(uint64(len(bt.rows)))
+	b.cfg.Metrics.delivered(len(bt.rows))
+	b.mu.Lock()
+	b.committed = b.committed.Merge(bt.pos)
+	b.mu.Unlock()
+	return nil
 }
 
 // progressLoop logs throughput and lag while there is a backlog.

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/jetsession/jetsession/bridge"
 )
@@ -78,6 +79,7 @@ func WithTable(name string) Option {
 // serialized over one connection, which is reopened when it breaks.
 type Sink struct {
 	connConfig *pgx.ConnConfig
+	events     pgx.Identifier
 	ident      string // events table, for error messages
 	ddl        string
 	lockKey    string
@@ -115,6 +117,7 @@ func New(ctx context.Context, dsn string, opts ...Option) (*Sink, error) {
 	}
 	s := &Sink{
 		connConfig: connConfig,
+		events:     events,
 		ident:      cfg.table,
 		ddl:        ddl(events.Sanitize(), positions.Sanitize()),
 		lockKey:    "jetsession bridge " + cfg.table,
@@ -240,15 +243,8 @@ func (s *Sink) Write(ctx context.Context, rows []bridge.Row, pos bridge.Position
 	}
 	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 		if len(rows) > 0 {
-			if _, err := tx.Exec(ctx, createStageSQL); err != nil {
-				return fmt.Errorf("creating the staging table: %w", err)
-			}
-			src := &copySource{c: &s.cols, row: -1}
-			if _, err := tx.CopyFrom(ctx, pgx.Identifier{"pg_temp", stageTable}, rowColumns, src); err != nil {
-				return fmt.Errorf("copying %d rows: %w", len(rows), err)
-			}
-			if _, err := tx.Exec(ctx, s.insertSQL); err != nil {
-				return fmt.Errorf("inserting %d rows: %w", len(rows), err)
+			if err := s.insertRows(ctx, tx, len(rows)); err != nil {
+				return err
 			}
 		}
 		if len(pos) > 0 {
@@ -260,6 +256,40 @@ func (s *Sink) Write(ctx context.Context, rows []bridge.Row, pos bridge.Position
 	})
 	if err != nil {
 		return fmt.Errorf("postgres: write to %s: %w", s.ident, err)
+	}
+	return nil
+}
+
+// insertRows stores the filled columns. New rows, the common case, are
+// copied straight into the events table, under a savepoint; when some row
+// is already there (a redelivery after a crash) the copy fails on the
+// primary key, is rolled back to the savepoint, and the rows go through a
+// staging table and INSERT ... ON CONFLICT DO NOTHING instead. The direct
+// copy halves the server's work for a backlog.
+func (s *Sink) insertRows(ctx context.Context, tx pgx.Tx, n int) error {
+	sp, err := tx.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	_, err = sp.CopyFrom(ctx, s.events, rowColumns, &copySource{c: &s.cols, row: -1})
+	if err == nil {
+		return sp.Commit(ctx)
+	}
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != "23505" { // unique_violation
+		return fmt.Errorf("copying %d rows: %w", n, err)
+	}
+	if err := sp.Rollback(ctx); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, createStageSQL); err != nil {
+		return fmt.Errorf("creating the staging table: %w", err)
+	}
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"pg_temp", stageTable}, rowColumns, &copySource{c: &s.cols, row: -1}); err != nil {
+		return fmt.Errorf("copying %d rows: %w", n, err)
+	}
+	if _, err := tx.Exec(ctx, s.insertSQL); err != nil {
+		return fmt.Errorf("inserting %d rows: %w", n, err)
 	}
 	return nil
 }
@@ -280,9 +310,10 @@ func (s *Sink) Close(ctx context.Context) error {
 	return err
 }
 
-// Rows are copied into a temporary table and inserted from there, since
-// COPY is the fastest way in and ON CONFLICT needs an INSERT. This measured
-// about a third faster than one INSERT of unnest()ed column arrays.
+// Redelivered rows are copied into a temporary table and inserted from
+// there, since COPY is the fastest way in and ON CONFLICT needs an INSERT.
+// This measured about a third faster than one INSERT of unnest()ed column
+// arrays.
 const stageTable = "jetsession_bridge_stage"
 
 const createStageSQL = `CREATE TEMP TABLE ` + stageTable + ` (

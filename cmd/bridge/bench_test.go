@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -27,7 +28,8 @@ import (
 //
 //	go test ./cmd/bridge -run '^$' -bench BridgeBacklog -benchtime 1x -timeout 30m
 //
-// BRIDGE_BENCH_EVENTS overrides the backlog size.
+// BRIDGE_BENCH_EVENTS overrides the backlog size; BRIDGE_BENCH_ARGS adds
+// bridge flags.
 func BenchmarkBridgeBacklog(b *testing.B) {
 	total := 1_000_000
 	if v := os.Getenv("BRIDGE_BENCH_EVENTS"); v != "" {
@@ -39,7 +41,11 @@ func BenchmarkBridgeBacklog(b *testing.B) {
 	heads := fillBacklog(b, nc, tenants, threads, total)
 	bin := bridgeBinary(b)
 
-	for _, sink := range []string{"jsonl", "parquet", "postgres"} {
+	sinks := []string{"jsonl", "parquet", "postgres"}
+	if v := os.Getenv("BRIDGE_BENCH_SINKS"); v != "" {
+		sinks = strings.Split(v, ",")
+	}
+	for _, sink := range sinks {
 		b.Run(sink, func(b *testing.B) {
 			for range b.N {
 				dir := b.TempDir()
@@ -62,6 +68,7 @@ func BenchmarkBridgeBacklog(b *testing.B) {
 						return pos, err
 					}
 				}
+				args = append(args, strings.Fields(os.Getenv("BRIDGE_BENCH_ARGS"))...)
 				cmd := exec.Command(bin, args...)
 				cmd.Stderr = os.Stderr
 				start := time.Now()
@@ -168,9 +175,7 @@ func fillBacklog(b testing.TB, nc *nats.Conn, tenants, threads, total int) map[s
 		h.Set(jetstream.HeaderMsgID, jetstream.MsgID(thread, fmt.Sprint("e", i)))
 		h.Set(jetstream.HeaderType, "tool_result")
 		h.Set(jetstream.HeaderTime, now)
-		if _, err := js.PublishMsgAsync(&nats.Msg{Subject: scheme.Subject(tenant, thread), Header: h, Data: payload}); err != nil {
-			b.Fatal(err)
-		}
+		publishAsync(b, js, &nats.Msg{Subject: scheme.Subject(tenant, thread), Header: h, Data: payload})
 	}
 	select {
 	case <-js.PublishAsyncComplete():
@@ -186,4 +191,19 @@ func fillBacklog(b testing.TB, nc *nats.Conn, tenants, threads, total int) map[s
 		heads[ti.Tenant] = ti.LastOrdinal
 	}
 	return heads
+}
+
+// publishAsync publishes without waiting for the ack, waiting for
+// outstanding acks whenever the client's window is full.
+func publishAsync(tb testing.TB, js natsjs.JetStream, m *nats.Msg) {
+	for {
+		_, err := js.PublishMsgAsync(m)
+		if err == nil {
+			return
+		}
+		if !errors.Is(err, natsjs.ErrTooManyStalledMsgs) {
+			tb.Fatal(err)
+		}
+		<-js.PublishAsyncComplete()
+	}
 }
