@@ -38,6 +38,7 @@ type config struct {
 	FlushInterval    time.Duration
 	DiscoverInterval time.Duration
 	CatchUp          int
+	MemoryLimitMiB   int
 	LogLevel         string
 	LogFormat        string
 }
@@ -76,6 +77,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.DurationVar(&c.FlushInterval, "flush-interval", 200*time.Millisecond, "longest wait for a batch to fill")
 	fs.DurationVar(&c.DiscoverInterval, "discover-interval", 2*time.Second, "how often tenant streams are listed")
 	fs.IntVar(&c.CatchUp, "catch-up", 4, "tenants catching up on a backlog at once (bounds memory)")
+	fs.IntVar(&c.MemoryLimitMiB, "memory-limit", 160, "soft memory limit in MiB for the Go runtime (GOMEMLIMIT wins when set; 0 leaves it off)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
 
@@ -159,6 +161,9 @@ func (c config) validate() error {
 	}
 	if c.CatchUp <= 0 {
 		errs = append(errs, fmt.Errorf("--catch-up must be positive, got %d", c.CatchUp))
+	}
+	if c.MemoryLimitMiB < 0 {
+		errs = append(errs, fmt.Errorf("--memory-limit must not be negative, got %d", c.MemoryLimitMiB))
 	}
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.LogLevel) {
 		errs = append(errs, fmt.Errorf("--log-level %q: use debug, info, warn or error", c.LogLevel))

@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -62,6 +63,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	logger := newLogger(cfg, stderr)
+	if cfg.MemoryLimitMiB > 0 && getenv("GOMEMLIMIT") == "" {
+		// Collect harder near the limit, so a large backlog does not grow
+		// the process past it.
+		debug.SetMemoryLimit(int64(cfg.MemoryLimitMiB) << 20)
+	}
 
 	// NATS: an embedded server unless a URL was given.
 	url := cfg.NATSURL
