@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -83,12 +84,19 @@ func TestMainJobRunsOnAnEmbeddedServerWithTheDemoFleet(t *testing.T) {
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode)
-	resp, err = http.Get("http://" + st.HTTPAddr + "/metrics")
-	require.NoError(t, err)
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	require.Regexp(t, `jetsession_bridge_delivered_events_total [1-9]`, string(body))
-	require.Contains(t, string(body), `jetsession_bridge_lag_events{tenant="acme"}`)
+	metrics := regexp.MustCompile(`(?s)jetsession_bridge_delivered_events_total [1-9].*jetsession_bridge_lag_events\{tenant="(acme|globex|initech)"\}`)
+	testserver.Eventually(t, time.Minute, func() error {
+		resp, err := http.Get("http://" + st.HTTPAddr + "/metrics")
+		if err != nil {
+			return err
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !metrics.Match(body) {
+			return fmt.Errorf("/metrics lacks the delivered count or a tenant's lag")
+		}
+		return nil
+	})
 	require.NoError(t, stop())
 	// The embedded server kept its data in the data folder.
 	require.DirExists(t, filepath.Join(dir, "nats", "jetstream"))
