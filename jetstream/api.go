@@ -103,8 +103,10 @@ func (l *Log) apiRequest(ctx context.Context, subject string, req, resp any) err
 	}
 	ctx, cancel := l.withTimeout(ctx)
 	defer cancel()
-	msg, err := l.nc.RequestWithContext(ctx, l.cfg.apiPrefix+"."+subject, body)
-	if err != nil {
+	full := l.cfg.apiPrefix + "." + subject
+	gctx, check := l.guard(ctx, full)
+	msg, err := l.nc.RequestWithContext(gctx, full, body)
+	if err = check(err); err != nil {
 		return err
 	}
 	var envelope struct {
@@ -172,8 +174,9 @@ func (l *Log) purge(ctx context.Context, stream, subject string, before uint64) 
 func (l *Log) publish(ctx context.Context, msg *nats.Msg) (*pubAck, error) {
 	ctx, cancel := l.withTimeout(ctx)
 	defer cancel()
-	reply, err := l.nc.RequestMsgWithContext(ctx, msg)
-	if err != nil {
+	gctx, check := l.guard(ctx, msg.Subject)
+	reply, err := l.nc.RequestMsgWithContext(gctx, msg)
+	if err = check(err); err != nil {
 		return nil, err
 	}
 	var ack pubAck

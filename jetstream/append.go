@@ -140,8 +140,9 @@ func (l *Log) send(ctx context.Context, msgs []*nats.Msg) (uint64, error) {
 	}
 	bctx, cancel := l.withTimeout(ctx)
 	defer cancel()
-	ack, err := jetstreamext.PublishMsgBatch(bctx, l.js, msgs)
-	if err != nil {
+	gctx, check := l.guard(bctx, msgs[0].Subject)
+	ack, err := jetstreamext.PublishMsgBatch(gctx, l.js, msgs)
+	if err = check(err); err != nil {
 		return 0, err
 	}
 	return ack.Sequence, nil

@@ -11,6 +11,7 @@ package jetstream_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -260,8 +261,15 @@ func fill(b *testing.B, tg *benchTarget, threads, perThread int) {
 			h.Set(jetstream.HeaderMsgID, jetstream.MsgID(thread, fmt.Sprintf("e%d", i)))
 			h.Set(jetstream.HeaderType, "tool_result")
 			h.Set(jetstream.HeaderTime, now)
-			if _, err := tg.js.PublishMsgAsync(&nats.Msg{Subject: tg.scheme.Subject("bench", thread), Header: h, Data: payload512}); err != nil {
-				b.Fatal(err)
+			for {
+				_, err := tg.js.PublishMsgAsync(&nats.Msg{Subject: tg.scheme.Subject("bench", thread), Header: h, Data: payload512})
+				if err == nil {
+					break
+				}
+				if !errors.Is(err, natsjs.ErrTooManyStalledMsgs) {
+					b.Fatal(err)
+				}
+				<-tg.js.PublishAsyncComplete() // the client's window is full
 			}
 		}
 	}

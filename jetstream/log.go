@@ -40,6 +40,8 @@ type Log struct {
 
 	mu      sync.Mutex
 	streams map[string]streamState // by stream name
+
+	violations violations
 }
 
 var _ sessionlog.Log = (*Log)(nil)
@@ -58,7 +60,10 @@ type streamState struct {
 // reads look it up again.
 const streamStateTTL = 30 * time.Second
 
-// New returns a Log using nc. The connection stays owned by the caller.
+// New returns a Log using nc. The connection stays owned by the caller;
+// New chains a recorder of permission violations in front of its error
+// handler (set one with nats.ErrorHandler before calling New), so that
+// refused calls fail with ErrPermissionDenied instead of timing out.
 func New(nc *nats.Conn, opts ...Option) (*Log, error) {
 	if nc == nil {
 		return nil, fmt.Errorf("%w: nil NATS connection", ErrInvalidConfig)
@@ -88,13 +93,15 @@ func New(nc *nats.Conn, opts ...Option) (*Log, error) {
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	return &Log{
+	l := &Log{
 		nc:         nc,
 		js:         js,
 		cfg:        cfg,
 		batchSlots: make(chan struct{}, cfg.maxBatches),
 		streams:    make(map[string]streamState),
-	}, nil
+	}
+	l.violations.watch(nc)
+	return l, nil
 }
 
 // Scheme returns the naming scheme of the Log's streams and subjects.
@@ -152,7 +159,9 @@ func (l *Log) EnsureTenant(ctx context.Context, tenant string) error {
 	backoff := newBackoff()
 	for {
 		actx, acancel := l.withTimeout(ctx)
-		_, err := l.js.CreateStream(actx, cfg)
+		gctx, check := l.guard(actx, l.cfg.apiPrefix+".STREAM.CREATE."+cfg.Name)
+		_, err := l.js.CreateStream(gctx, cfg)
+		err = check(err)
 		acancel()
 		switch {
 		case err == nil:

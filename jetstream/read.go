@@ -264,9 +264,18 @@ func (r *reader) direct(ctx context.Context, seq uint64) ([]sessionlog.Record, u
 // directGet sends a batched direct get and hands each message to each. It
 // returns the number of matching messages after the last one sent (0 when
 // none matched or the stream does not exist).
-func (l *Log) directGet(ctx context.Context, stream string, req msgGetRequest, each func(*nats.Msg) error) (uint64, error) {
+func (l *Log) directGet(ctx context.Context, stream string, req msgGetRequest, each func(*nats.Msg) error) (pending uint64, err error) {
 	ctx, cancel := l.withTimeout(ctx)
 	defer cancel()
+	subject := l.cfg.apiPrefix + ".DIRECT.GET." + stream
+	ctx, check := l.guard(ctx, subject)
+	defer func() {
+		if err != nil && !errors.Is(err, errDirectUnavailable) {
+			err = check(err)
+		} else {
+			check(nil)
+		}
+	}()
 	inbox := l.nc.NewInbox()
 	sub, err := l.nc.SubscribeSync(inbox)
 	if err != nil {
@@ -280,7 +289,7 @@ func (l *Log) directGet(ctx context.Context, stream string, req msgGetRequest, e
 	if err != nil {
 		return 0, err
 	}
-	if err := l.nc.PublishMsg(&nats.Msg{Subject: l.cfg.apiPrefix + ".DIRECT.GET." + stream, Reply: inbox, Data: body}); err != nil {
+	if err := l.nc.PublishMsg(&nats.Msg{Subject: subject, Reply: inbox, Data: body}); err != nil {
 		return 0, fmt.Errorf("jetstream: direct get of %s: %w", stream, err)
 	}
 	for {

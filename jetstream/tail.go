@@ -167,6 +167,11 @@ func (t *tail) follow(ctx context.Context, last *uint64, deliver func(*nats.Msg,
 		case <-ctx.Done():
 			return nil
 		case <-silence.C:
+			// Nothing at all, not even a heartbeat: the consumer is gone,
+			// or the server refuses us its deliveries or our replies.
+			if err := t.l.denied(context.DeadlineExceeded, inbox, "$JS.FC.", t.l.cfg.apiPrefix+".CONSUMER."); errors.Is(err, ErrPermissionDenied) {
+				return err
+			}
 			return errRestart
 		case m := <-msgs:
 			silence.Reset(tailSilence)

@@ -16,10 +16,11 @@ import (
 
 // config is everything the bridge can be told, by flags or environment.
 type config struct {
-	NATSURL   string
-	NATSCreds string
-	Listen    string
-	DataDir   string
+	NATSURL     string
+	NATSCreds   string
+	InboxPrefix string
+	Listen      string
+	DataDir     string
 
 	Sinks         []string
 	JSONLPath     string
@@ -61,6 +62,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	}
 	fs.StringVar(&c.NATSURL, "nats", "", "NATS server URL(s), comma separated (env NATS_URL too); empty runs an embedded server")
 	fs.StringVar(&c.NATSCreds, "creds", "", "NATS credentials file (as for the nats CLI)")
+	fs.StringVar(&c.InboxPrefix, "inbox-prefix", "", "reply subject prefix for accounts that allow only their own inbox (e.g. _INBOX_BRIDGE)")
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:4222", "client address of the embedded NATS server")
 	fs.StringVar(&c.DataDir, "data-dir", "jetsession-data", "folder for the embedded server's JetStream data and the bridge's file sinks")
 	fs.StringVar(&sinks, "sink", "jsonl", "sinks, comma separated: "+strings.Join(knownSinks, ", "))
