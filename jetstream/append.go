@@ -291,12 +291,5 @@ func newBackoff() *backoff { return &backoff{next: time.Millisecond} }
 func (b *backoff) wait(ctx context.Context) error {
 	d := b.next/2 + rand.N(b.next/2+1)
 	b.next = min(2*b.next, 100*time.Millisecond)
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
+	return sleepCtx(ctx, d)
 }

@@ -222,14 +222,11 @@ func runLoad(ctx context.Context, sio stdio, args []string) error {
 	if err != nil {
 		return err
 	}
-	c, err := dial(cf, dialOptions{})
+	c, err := dialTenant(ctx, cf, key.Tenant)
 	if err != nil {
 		return err
 	}
 	defer c.close()
-	if _, err := c.stream(ctx, key.Tenant); err != nil {
-		return err
-	}
 	p := newRecordPrinter(sio.stdout, cf.json, key.Tenant, false)
 	var n, last uint64
 	for rec, err := range c.log.Scan(ctx, key, since) {
@@ -264,14 +261,11 @@ func runHead(ctx context.Context, sio stdio, args []string) error {
 	if err != nil {
 		return err
 	}
-	c, err := dial(cf, dialOptions{})
+	c, err := dialTenant(ctx, cf, key.Tenant)
 	if err != nil {
 		return err
 	}
 	defer c.close()
-	if _, err := c.stream(ctx, key.Tenant); err != nil {
-		return err
-	}
 	hctx, cancel := c.withTimeout(ctx)
 	defer cancel()
 	h, err := c.log.Head(hctx, key)
@@ -490,14 +484,11 @@ func runArchive(ctx context.Context, sio stdio, args []string) error {
 	if !f.isSet("before") || before == 0 {
 		return usagef("--before N is required: the last ordinal to archive, at least 1 (see them with 'jetsession load %s %s')", key.Tenant, key.Thread)
 	}
-	c, err := dial(cf, dialOptions{})
+	c, err := dialTenant(ctx, cf, key.Tenant)
 	if err != nil {
 		return err
 	}
 	defer c.close()
-	if _, err := c.stream(ctx, key.Tenant); err != nil {
-		return err
-	}
 	result := func(n int) error {
 		if cf.json {
 			return newEncoder(sio.stdout).Encode(map[string]any{

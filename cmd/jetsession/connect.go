@@ -37,6 +37,20 @@ type dialOptions struct {
 	replicas int
 }
 
+// dialTenant connects and checks that tenant has a stream, for commands that
+// read or change one tenant's threads. The caller closes the client.
+func dialTenant(ctx context.Context, cf *connFlags, tenant string) (*client, error) {
+	c, err := dial(cf, dialOptions{})
+	if err != nil {
+		return nil, err
+	}
+	if _, err := c.stream(ctx, tenant); err != nil {
+		c.close()
+		return nil, err
+	}
+	return c, nil
+}
+
 func dial(cf *connFlags, o dialOptions) (*client, error) {
 	opts := []nats.Option{nats.Name("jetsession CLI"), nats.Timeout(cf.timeout)}
 	if cf.creds != "" {
