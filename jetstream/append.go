@@ -28,6 +28,10 @@ const retryBudget = 30 * time.Second
 // One event is one publish with a deduplication ID; several are one atomic
 // batch. ExpectLast becomes the expected-last-subject-sequence header of the
 // first message. The tenant's stream is created on its first append.
+// Transient failures (no answer within the request timeout, a stream leader
+// election, the server's cap on open batches) are retried with the same
+// event IDs, which is safe, until ctx ends (or for 30 seconds when it has no
+// deadline).
 func (l *Log) Append(ctx context.Context, key sessionlog.ThreadKey, events []sessionlog.Event, opts ...sessionlog.AppendOption) (uint64, error) {
 	if err := sessionlog.ValidateKey(key); err != nil {
 		return 0, err
@@ -92,6 +96,10 @@ func (l *Log) Append(ctx context.Context, key sessionlog.ThreadKey, events []ses
 			// Transient: too many open batches on the server, a batch the
 			// server abandoned, or the same IDs being stored right now.
 			// Nothing of this attempt was stored; try again.
+		case ctx.Err() == nil && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout)):
+			// No answer within the request timeout (a stream leader being
+			// elected, a busy server): the outcome is unknown, and sending
+			// the same event IDs again is safe, so try again until ctx ends.
 		case code == codeBatchDuplicate:
 			return l.resolveDuplicates(ctx, key, stream, msgs)
 		case (code == codeWrongLastSequence || code == codeWrongLastSequenceConst) && o.HasExpectLast:
