@@ -79,6 +79,19 @@ func (tg *benchTarget) rawStream(b *testing.B, tenant string) (string, func(thre
 	if _, err := tg.js.CreateStream(context.Background(), cfg); err != nil {
 		b.Fatal(err)
 	}
+	// Wait until the stream takes messages (its leader is elected), then
+	// remove the probe.
+	testserver.Eventually(b, 30*time.Second, func() error {
+		_, err := tg.js.Publish(context.Background(), "raw."+tenant+".warmup", nil)
+		return err
+	})
+	st, err := tg.js.Stream(context.Background(), cfg.Name)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := st.Purge(context.Background()); err != nil {
+		b.Fatal(err)
+	}
 	return cfg.Name, func(thread string) string { return "raw." + tenant + "." + thread }
 }
 
