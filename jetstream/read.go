@@ -18,14 +18,21 @@ import (
 // the stream leader before reading the rest through the leader.
 const staleRetries = 8
 
-// LoadSince implements sessionlog.Log.
+// LoadSince implements sessionlog.Log, reading like Scan. The first chunk
+// read becomes the result as is, so a thread read in one chunk is not
+// copied again.
 func (l *Log) LoadSince(ctx context.Context, key sessionlog.ThreadKey, cursor uint64) ([]sessionlog.Record, error) {
 	var out []sessionlog.Record
-	for rec, err := range l.Scan(ctx, key, cursor) {
-		if err != nil {
-			return nil, err
+	err := l.read(ctx, key, cursor, func(recs []sessionlog.Record) bool {
+		if out == nil {
+			out = recs
+		} else {
+			out = append(out, recs...)
 		}
-		out = append(out, rec)
+		return true
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }
@@ -42,39 +49,48 @@ func (l *Log) LoadSince(ctx context.Context, key sessionlog.ThreadKey, cursor ui
 // stay behind.
 func (l *Log) Scan(ctx context.Context, key sessionlog.ThreadKey, cursor uint64) iter.Seq2[sessionlog.Record, error] {
 	return func(yield func(sessionlog.Record, error) bool) {
-		if err := sessionlog.ValidateKey(key); err != nil {
-			yield(sessionlog.Record{}, err)
-			return
-		}
-		if err := ctx.Err(); err != nil {
-			yield(sessionlog.Record{}, err)
-			return
-		}
-		if cursor == math.MaxUint64 {
-			return // nothing can follow, and cursor+1 would wrap
-		}
-		r := &reader{
-			l:       l,
-			key:     key,
-			stream:  l.cfg.scheme.Stream(key.Tenant),
-			subject: l.cfg.scheme.Subject(key.Tenant, key.Thread),
-			token:   subjects.EncodeThread(key.Thread),
-			cursor:  cursor,
-		}
-		for {
-			recs, done, err := r.next(ctx)
+		err := l.read(ctx, key, cursor, func(recs []sessionlog.Record) bool {
 			for _, rec := range recs {
 				if !yield(rec, nil) {
-					return
+					return false
 				}
 			}
-			if err != nil {
-				yield(sessionlog.Record{}, err)
-				return
-			}
-			if done {
-				return
-			}
+			return true
+		})
+		if err != nil {
+			yield(sessionlog.Record{}, err)
+		}
+	}
+}
+
+// read hands the thread's records after cursor to each, one chunk at a
+// time, until the thread's end or each returns false. Records before an
+// error are handed over before it is returned.
+func (l *Log) read(ctx context.Context, key sessionlog.ThreadKey, cursor uint64, each func([]sessionlog.Record) bool) error {
+	if err := sessionlog.ValidateKey(key); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if cursor == math.MaxUint64 {
+		return nil // nothing can follow, and cursor+1 would wrap
+	}
+	r := &reader{
+		l:       l,
+		key:     key,
+		stream:  l.cfg.scheme.Stream(key.Tenant),
+		subject: l.cfg.scheme.Subject(key.Tenant, key.Thread),
+		token:   subjects.EncodeThread(key.Thread),
+		cursor:  cursor,
+	}
+	for {
+		recs, done, err := r.next(ctx)
+		if len(recs) > 0 && !each(recs) {
+			return nil
+		}
+		if err != nil || done {
+			return err
 		}
 	}
 }
@@ -261,9 +277,9 @@ func (r *reader) direct(ctx context.Context, seq uint64) ([]sessionlog.Record, u
 	return recs, pending, nil
 }
 
-// directGet sends a batched direct get and hands each message to each. It
-// returns the number of matching messages after the last one sent (0 when
-// none matched or the stream does not exist).
+// directGet sends a direct get (batched when req.Batch > 0) and hands each
+// message to each. It returns the number of matching messages after the
+// last one sent (0 when none matched, or for a single get).
 func (l *Log) directGet(ctx context.Context, stream string, req msgGetRequest, each func(*nats.Msg) error) (pending uint64, err error) {
 	ctx, cancel := l.withTimeout(ctx)
 	defer cancel()
@@ -305,6 +321,9 @@ func (l *Log) directGet(ctx context.Context, stream string, req msgGetRequest, e
 			if err := each(m); err != nil {
 				return 0, err
 			}
+			if req.Batch == 0 {
+				return 0, nil // a single get has no end-of-batch marker
+			}
 		case "204": // end of batch
 			pending, _ := parseUint(m.Header.Get(headerNumPending))
 			return pending, nil
@@ -332,9 +351,28 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// lastOrdinal returns the thread's last live ordinal from the stream
-// leader, 0 if it has none.
+// lastOrdinal returns the thread's last live ordinal, 0 if it has none (or
+// the stream does not exist). A single-replica stream answers a direct get
+// coherently and faster; a replicated one is asked through its leader.
 func (l *Log) lastOrdinal(ctx context.Context, stream, subject string) (uint64, error) {
+	st, ok, err := l.streamState(ctx, stream)
+	if err != nil || !ok {
+		return 0, err
+	}
+	if st.replicas == 1 {
+		var last uint64
+		_, err := l.directGet(ctx, stream, msgGetRequest{LastFor: subject}, func(m *nats.Msg) error {
+			seq, ok := parseUint(m.Header.Get(headerSequence))
+			if !ok {
+				return fmt.Errorf("jetstream: direct get reply without a sequence on %s", subject)
+			}
+			last = seq
+			return nil
+		})
+		if !errors.Is(err, errDirectUnavailable) {
+			return last, err
+		}
+	}
 	m, err := l.leaderGet(ctx, stream, msgGetRequest{LastFor: subject})
 	if err != nil || m == nil {
 		return 0, err

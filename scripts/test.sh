@@ -38,7 +38,8 @@ for target in $(go test -list '^Fuzz' ./subjects/ | grep '^Fuzz'); do
 	go test ./subjects/ -run '^$' -fuzz "^${target}\$" -fuzztime "${FUZZTIME:-10s}"
 done
 
-echo "== benchmark smoke run"
+echo "== benchmark smoke runs"
 go test ./jetstream/ -run '^$' -bench . -benchtime 3x -timeout 10m >/dev/null
+go run ./cmd/bench --smoke >/dev/null
 
 echo "all checks passed"
