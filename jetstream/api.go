@@ -150,12 +150,12 @@ func (l *Log) leaderGet(ctx context.Context, stream string, req msgGetRequest) (
 	return resp.Message, nil
 }
 
-// purge removes the subject's messages with sequence below before and
-// returns how many the server removed.
+// purge removes the subject's messages with sequence below before (all of
+// them when before is 0) and returns how many the server removed.
 func (l *Log) purge(ctx context.Context, stream, subject string, before uint64) (uint64, error) {
 	req := struct {
 		Filter string `json:"filter"`
-		Seq    uint64 `json:"seq"`
+		Seq    uint64 `json:"seq,omitempty"`
 	}{subject, before}
 	var resp struct {
 		Success bool   `json:"success"`
