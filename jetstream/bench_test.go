@@ -70,29 +70,21 @@ func forEachTarget(b *testing.B, run func(b *testing.B, tg *benchTarget)) {
 	}
 }
 
-// rawStream creates a stream configured like the library's for tenant,
-// under a separate name, and returns its name and a subject in it.
+// rawStream returns the library's stream for tenant (created, with its
+// leader elected) and subjects in it for raw twins: "raw-<thread>" threads
+// of the same tenant. Sharing the stream keeps both sides on the same
+// stream leader, which on a cluster would otherwise decide the ratio.
 func (tg *benchTarget) rawStream(b *testing.B, tenant string) (string, func(thread string) string) {
-	cfg := tg.log.StreamConfig(tenant)
-	cfg.Name = "raw-" + cfg.Name
-	cfg.Subjects = []string{"raw." + tenant + ".*"}
-	if _, err := tg.js.CreateStream(context.Background(), cfg); err != nil {
+	ctx := context.Background()
+	if err := tg.log.EnsureTenant(ctx, tenant); err != nil {
 		b.Fatal(err)
 	}
-	// Wait until the stream takes messages (its leader is elected), then
-	// remove the probe.
+	subject := func(thread string) string { return tg.scheme.Subject(tenant, "raw-"+thread) }
 	testserver.Eventually(b, 30*time.Second, func() error {
-		_, err := tg.js.Publish(context.Background(), "raw."+tenant+".warmup", nil)
+		_, err := tg.js.Publish(ctx, subject("warmup"), nil)
 		return err
 	})
-	st, err := tg.js.Stream(context.Background(), cfg.Name)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := st.Purge(context.Background()); err != nil {
-		b.Fatal(err)
-	}
-	return cfg.Name, func(thread string) string { return "raw." + tenant + "." + thread }
+	return tg.scheme.Stream(tenant), subject
 }
 
 // pair runs lib and raw alternately b.N times each and reports medians.
