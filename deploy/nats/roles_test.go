@@ -221,7 +221,7 @@ func TestRoles(t *testing.T) {
 			{"tail tenant globex", "$JS.API.CONSUMER.CREATE.jetsession-globex.", func(ctx context.Context) error {
 				return noRecords(pl.TailTenant(ctx, "globex", 0))
 			}},
-			{"archive globex", "$JS.API.STREAM.MSG.GET.jetsession-globex", func(ctx context.Context) error {
+			{"archive globex", "$JS.API.STREAM.PURGE.jetsession-globex", func(ctx context.Context) error {
 				_, err := pl.ArchiveBefore(ctx, globexKey, 1<<40)
 				return err
 			}},
@@ -345,7 +345,7 @@ func TestRoles(t *testing.T) {
 
 		_, err = archLog.ArchiveBefore(ctxFor(t, deniedWait), globexKey, 1<<40)
 		require.Error(t, err)
-		arch.violation(t, "Publish", "$JS.API.STREAM.MSG.GET.jetsession-globex")
+		arch.violation(t, "Publish", "$JS.API.STREAM.PURGE.jetsession-globex")
 		for _, subject := range []string{
 			"$JS.API.STREAM.PURGE.jetsession-globex",
 			"$JS.API.STREAM.DELETE.jetsession-acme",
