@@ -21,6 +21,16 @@ import (
 	natsjs "github.com/nats-io/nats.go/jetstream"
 )
 
+// parseThread parses the flags and the TENANT THREAD arguments, and
+// validates the key before anything connects.
+func (f *flagSet) parseThread(args []string) (sessionlog.ThreadKey, error) {
+	pos, err := f.parse(args, 2, 2)
+	if err != nil {
+		return sessionlog.ThreadKey{}, err
+	}
+	return threadKey(pos)
+}
+
 // threadKey validates the TENANT THREAD arguments before anything connects.
 func threadKey(pos []string) (sessionlog.ThreadKey, error) {
 	key := sessionlog.ThreadKey{Tenant: pos[0], Thread: pos[1]}
@@ -214,11 +224,7 @@ func runLoad(ctx context.Context, sio stdio, args []string) error {
 	f.uint(&since, "since", "an ordinal", "print events after ordinal `N` (0: from the first live event)")
 	f.uint(&limit, "limit", "a count", "print at most `N` events (0: all)")
 	cf := f.connFlags()
-	pos, err := f.parse(args, 2, 2)
-	if err != nil {
-		return err
-	}
-	key, err := threadKey(pos)
+	key, err := f.parseThread(args)
 	if err != nil {
 		return err
 	}
@@ -253,11 +259,7 @@ func runHead(ctx context.Context, sio stdio, args []string) error {
 	f := newFlags(sio, "head", "Ordinals are the tenant's sequence numbers: a thread's are increasing but not\n"+
 		"consecutive. A thread without live events (unknown, or all archived) shows zeros.")
 	cf := f.connFlags()
-	pos, err := f.parse(args, 2, 2)
-	if err != nil {
-		return err
-	}
-	key, err := threadKey(pos)
+	key, err := f.parseThread(args)
 	if err != nil {
 		return err
 	}
@@ -364,11 +366,7 @@ func runAppend(ctx context.Context, sio stdio, args []string) error {
 	f.fs.BoolVar(&create, "create", false, "create the tenant's stream if it does not exist")
 	f.fs.IntVar(&replicas, "replicas", 1, "`N` replicas for a stream made by --create (3 on a cluster)")
 	cf := f.connFlags()
-	pos, err := f.parse(args, 2, 2)
-	if err != nil {
-		return err
-	}
-	key, err := threadKey(pos)
+	key, err := f.parseThread(args)
 	if err != nil {
 		return err
 	}
@@ -473,11 +471,7 @@ func runArchive(ctx context.Context, sio stdio, args []string) error {
 	f.uint(&before, "before", "an ordinal", "archive events with ordinal up to and including `N` (required)")
 	f.fs.BoolVar(&yes, "yes", false, "do not ask for confirmation")
 	cf := f.connFlags()
-	pos, err := f.parse(args, 2, 2)
-	if err != nil {
-		return err
-	}
-	key, err := threadKey(pos)
+	key, err := f.parseThread(args)
 	if err != nil {
 		return err
 	}
