@@ -132,24 +132,6 @@ func (c *Cluster) StreamLeader(stream string) *Node {
 	return leader
 }
 
-// WaitStreamCurrent polls until every running node hosting the stream has
-// applied everything its leader has.
-func (c *Cluster) WaitStreamCurrent(stream string) {
-	c.tb.Helper()
-	Eventually(c.tb, 30*time.Second, func() error {
-		for _, n := range c.Nodes {
-			srv := n.Server()
-			if srv == nil {
-				continue
-			}
-			if !srv.JetStreamIsStreamCurrent(server.DEFAULT_GLOBAL_ACCOUNT, stream) {
-				return fmt.Errorf("%s: stream %s not current", n.Name(), stream)
-			}
-		}
-		return nil
-	})
-}
-
 // Others returns the nodes other than n.
 func (c *Cluster) Others(n *Node) []*Node {
 	var out []*Node

@@ -99,9 +99,6 @@ func (n *Node) URL() string {
 	return "nats://" + net.JoinHostPort(n.opts.Host, strconv.Itoa(n.opts.Port))
 }
 
-// StoreDir is where the node keeps its JetStream data.
-func (n *Node) StoreDir() string { return n.opts.StoreDir }
-
 // Shutdown stops the node and waits until it is down. It is a no-op when
 // the node is already stopped.
 func (n *Node) Shutdown() {
