@@ -11,32 +11,42 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/jetsession/jetsession/jetstream"
 	"github.com/jetsession/jetsession/sessionlog"
-	"github.com/nats-io/nats.go"
 )
 
 // Config configures a Bridge. Zero values take the defaults documented on
 // each field.
 type Config struct {
-	// Conn is the NATS connection; Log a jetstream.Log on it (its scheme
-	// names the tenant streams to follow). Both are required.
-	Conn *nats.Conn
-	Log  *jetstream.Log
+	// Source is what the bridge follows (a *jetstream.Log, or any Source).
+	// Required.
+	Source Source
 	// Sink receives the rows. Required.
 	Sink Sink
+	// Quarantine keeps the stored messages that are not valid events, or
+	// that the sink refuses (see Quarantined). Without one they are only
+	// logged and counted before the bridge moves past them.
+	Quarantine Quarantine
 
 	// BatchSize is the most rows handed to the sink at once (default 5,000).
 	BatchSize int
 	// FlushInterval bounds how long a row waits for its batch to fill
 	// (default 200ms).
 	FlushInterval time.Duration
-	// DiscoverInterval is how often the tenant streams are listed (default
-	// 2s); stream creation advisories also trigger a listing at once.
+	// DiscoverInterval is how often the tenants are listed (default 2s); a
+	// TenantWatcher source also triggers a listing at once.
 	DiscoverInterval time.Duration
-	// CatchUpConcurrency bounds how many tenants catch up on a backlog at
-	// once, which bounds memory whatever the backlog (default 4).
+	// CatchUpConcurrency bounds how many tenants read a backlog at once,
+	// which bounds memory whatever the backlog (default 4). Tenants take
+	// turns, one chunk of CatchUpChunk events at a time, so one tenant's
+	// large backlog never holds the others back.
 	CatchUpConcurrency int
+	// CatchUpChunk is how many events a tenant reads of its backlog before
+	// it lets another tenant take its turn (default 4 × 2,000).
+	CatchUpChunk int
+	// RetryInterval is the first wait before the sink is tried again with
+	// the rows of a tenant it refused; it doubles up to MaxRetryInterval
+	// (defaults 1s and 1m).
+	RetryInterval, MaxRetryInterval time.Duration
 	// ProgressInterval is how often a progress line is logged while there
 	// is a backlog (default 5s; negative disables it).
 	ProgressInterval time.Duration
@@ -59,6 +69,16 @@ func (c *Config) setDefaults() {
 	if c.CatchUpConcurrency == 0 {
 		c.CatchUpConcurrency = 4
 	}
+	if c.CatchUpChunk == 0 {
+		c.CatchUpChunk = 8000
+	}
+	if c.RetryInterval == 0 {
+		c.RetryInterval = time.Second
+	}
+	if c.MaxRetryInterval == 0 {
+		c.MaxRetryInterval = time.Minute
+	}
+	c.MaxRetryInterval = max(c.MaxRetryInterval, c.RetryInterval)
 	if c.ProgressInterval == 0 {
 		c.ProgressInterval = 5 * time.Second
 	}
@@ -70,26 +90,22 @@ func (c *Config) setDefaults() {
 // Validate reports configuration that cannot work.
 func (c *Config) Validate() error {
 	var errs []error
-	if c.Conn == nil {
-		errs = append(errs, errors.New("a NATS connection is required"))
-	}
-	if c.Log == nil {
-		errs = append(errs, errors.New("a jetstream.Log is required"))
+	if c.Source == nil {
+		errs = append(errs, errors.New("a source is required"))
 	}
 	if c.Sink == nil {
 		errs = append(errs, errors.New("a sink is required"))
 	}
-	if c.BatchSize < 0 {
-		errs = append(errs, fmt.Errorf("batch size must be positive, got %d", c.BatchSize))
+	for name, v := range map[string]int{"batch size": c.BatchSize, "catch-up concurrency": c.CatchUpConcurrency, "catch-up chunk": c.CatchUpChunk} {
+		if v < 0 {
+			errs = append(errs, fmt.Errorf("%s must be positive, got %d", name, v))
+		}
 	}
-	if c.FlushInterval < 0 {
-		errs = append(errs, fmt.Errorf("flush interval must be positive, got %v", c.FlushInterval))
-	}
-	if c.DiscoverInterval < 0 {
-		errs = append(errs, fmt.Errorf("discover interval must be positive, got %v", c.DiscoverInterval))
-	}
-	if c.CatchUpConcurrency < 0 {
-		errs = append(errs, fmt.Errorf("catch-up concurrency must be positive, got %d", c.CatchUpConcurrency))
+	for name, v := range map[string]time.Duration{"flush interval": c.FlushInterval, "discover interval": c.DiscoverInterval,
+		"retry interval": c.RetryInterval, "max retry interval": c.MaxRetryInterval} {
+		if v < 0 {
+			errs = append(errs, fmt.Errorf("%s must be positive, got %v", name, v))
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("bridge: invalid configuration: %w", err)
@@ -97,20 +113,36 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-// Bridge follows every tenant stream and delivers its events to a sink.
+// Bridge follows every tenant of its source and delivers each event to a
+// sink at least once, with the tenant's position committed in the sink.
+//
+// One tenant never holds back another: its backlog is read in turns, its
+// messages that are not valid events are quarantined and passed over, and
+// when the sink refuses its rows it alone waits and is retried while the
+// other tenants flow (see Stuck).
 type Bridge struct {
 	cfg     Config
-	rows    chan Row
+	items   chan item
 	catchUp chan struct{}
 
 	mu        sync.Mutex
 	followed  map[string]bool
-	committed Positions             // what the sink has been handed, per tenant
-	heads     map[string]streamHead // from the last discovery
+	committed Positions             // what the sink has stored, per tenant
+	heads     map[string]tenantHead // from the last discovery
+	stuck     map[string]*stuckTenant
 
 	delivered  atomic.Uint64
-	healthy    atomic.Bool
+	sinkOK     atomic.Bool
 	rediscover chan struct{}
+	logLimit   logLimiter
+}
+
+// item is what a follower hands the batcher: a row, or (row nil) only a
+// position moving past a message that was quarantined.
+type item struct {
+	tenant  string
+	ordinal uint64
+	row     *Row
 }
 
 // New validates cfg and returns a Bridge ready to Run.
@@ -121,23 +153,50 @@ func New(cfg Config) (*Bridge, error) {
 	cfg.setDefaults()
 	b := &Bridge{
 		cfg:        cfg,
-		rows:       make(chan Row, cfg.BatchSize),
+		items:      make(chan item, cfg.BatchSize),
 		catchUp:    make(chan struct{}, cfg.CatchUpConcurrency),
 		followed:   make(map[string]bool),
-		heads:      make(map[string]streamHead),
+		heads:      make(map[string]tenantHead),
+		stuck:      make(map[string]*stuckTenant),
 		rediscover: make(chan struct{}, 1),
+		logLimit:   logLimiter{last: make(map[string]time.Time)},
 	}
-	b.healthy.Store(true)
+	b.sinkOK.Store(true)
 	return b, nil
 }
 
 // Delivered returns how many rows the sink has accepted since Run began.
 func (b *Bridge) Delivered() uint64 { return b.delivered.Load() }
 
-// Healthy reports whether the NATS connection is up and the sink's last
-// write succeeded.
+// Healthy reports whether the source's connection is up and the sink
+// accepted the last batch, or part of it: a sink refusing one tenant's
+// rows makes that tenant stuck (see Stuck), not the bridge unhealthy.
 func (b *Bridge) Healthy() bool {
-	return b.healthy.Load() && b.cfg.Conn.IsConnected()
+	if cc, ok := b.cfg.Source.(ConnectionChecker); ok && !cc.Connected() {
+		return false
+	}
+	return b.sinkOK.Load()
+}
+
+// StuckTenant is a tenant whose rows the sink refused.
+type StuckTenant struct {
+	Tenant string
+	Since  time.Time
+	Err    error
+}
+
+// Stuck lists the tenants whose rows the sink refused, by tenant name.
+// Their delivery waits and is retried with backoff; every other tenant
+// keeps flowing.
+func (b *Bridge) Stuck() []StuckTenant {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make([]StuckTenant, 0, len(b.stuck))
+	for t, s := range b.stuck {
+		out = append(out, StuckTenant{Tenant: t, Since: s.since, Err: s.err})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Tenant < out[j].Tenant })
+	return out
 }
 
 // Lag returns, per tenant, about how many events its stream holds that the
@@ -171,10 +230,12 @@ func (b *Bridge) Run(ctx context.Context) error {
 	defer stopFollowing()
 	var workers sync.WaitGroup
 
-	if sub, err := b.cfg.Conn.Subscribe("$JS.EVENT.ADVISORY.STREAM.CREATED.>", func(*nats.Msg) { b.wake() }); err == nil {
-		defer sub.Unsubscribe()
-	} else {
-		log.Warn("no stream creation advisories; new tenants are found by periodic listing only", "err", err)
+	if w, ok := b.cfg.Source.(TenantWatcher); ok {
+		if stop, err := w.WatchTenants(followCtx, b.wake); err == nil {
+			defer stop()
+		} else {
+			log.Warn("new tenants are found by periodic listing only", "err", err)
+		}
 	}
 
 	workers.Add(1)
@@ -210,29 +271,35 @@ func (b *Bridge) wake() {
 	}
 }
 
-// discoverLoop lists tenant streams and starts a follower for each new one.
+// tenantHead is what discovery learns of a tenant.
+type tenantHead struct {
+	lastSeq uint64
+	events  uint64
+}
+
+// discoverLoop lists tenants and starts a follower for each new one.
 func (b *Bridge) discoverLoop(ctx context.Context, workers *sync.WaitGroup) {
 	ticker := time.NewTicker(b.cfg.DiscoverInterval)
 	defer ticker.Stop()
 	for {
-		streams, err := b.listStreams(ctx)
+		tenants, err := b.cfg.Source.Tenants(ctx)
 		if err != nil && ctx.Err() == nil {
-			b.cfg.Logger.Warn("listing tenant streams failed", "err", err)
+			b.cfg.Logger.Warn("listing tenants failed", "err", err)
 			b.cfg.Metrics.error("discover")
 		}
-		for _, s := range streams {
+		for _, t := range tenants {
 			b.mu.Lock()
-			b.heads[s.tenant] = s
-			start := !b.followed[s.tenant]
-			b.followed[s.tenant] = true
-			cursor := b.committed[s.tenant]
+			b.heads[t.Tenant] = tenantHead{lastSeq: t.LastOrdinal, events: t.Events}
+			start := !b.followed[t.Tenant]
+			b.followed[t.Tenant] = true
+			cursor := b.committed[t.Tenant]
 			b.mu.Unlock()
 			if start {
-				b.cfg.Logger.Info("following tenant", "tenant", s.tenant, "from", cursor)
+				b.cfg.Logger.Info("following tenant", "tenant", t.Tenant, "from", cursor)
 				workers.Add(1)
 				go func() {
 					defer workers.Done()
-					b.follow(ctx, s.tenant, cursor)
+					b.follow(ctx, t.Tenant, cursor)
 				}()
 			}
 		}
@@ -246,174 +313,183 @@ func (b *Bridge) discoverLoop(ctx context.Context, workers *sync.WaitGroup) {
 	}
 }
 
-// follow delivers one tenant's events from cursor: a bounded scan while
-// there is a backlog, then a live tail. A corrupt event is logged with its
-// ordinal, counted, and passed over, so that one bad message cannot stop a
-// tenant's delivery.
+// follow delivers one tenant's events from cursor: its backlog in chunks,
+// taking turns with other tenants, then a live tail. A failure other than a
+// bad message restarts it from the last ordinal handed over.
 func (b *Bridge) follow(ctx context.Context, tenant string, cursor uint64) {
 	log := b.cfg.Logger.With("tenant", tenant)
+	wait := time.Second
 	for ctx.Err() == nil {
-		// Catch up holding a slot, so memory stays bounded.
-		select {
-		case b.catchUp <- struct{}{}:
-		case <-ctx.Done():
-			return
+		caughtUp, err := b.catchUpChunk(ctx, tenant, &cursor)
+		if err == nil && !caughtUp {
+			continue // let another tenant take its turn first
 		}
-		var err error
-		for rec, serr := range b.cfg.Log.ScanTenant(ctx, tenant, cursor) {
-			if serr != nil {
-				err = serr
-				break
-			}
-			if !b.send(ctx, tenant, rec) {
-				break
-			}
-			cursor = rec.Ordinal
-		}
-		<-b.catchUp
-		if err == nil && ctx.Err() == nil {
-			for rec, terr := range b.cfg.Log.TailTenant(ctx, tenant, cursor) {
-				if terr != nil {
-					err = terr
-					break
-				}
-				if !b.send(ctx, tenant, rec) {
-					break
-				}
-				cursor = rec.Ordinal
-			}
+		if err == nil {
+			err = b.drain(ctx, tenant, &cursor, b.cfg.Source.TailTenant(ctx, tenant, cursor), 0)
 		}
 		if ctx.Err() != nil {
 			return
 		}
-		var corrupt *sessionlog.CorruptEventError
-		switch {
-		case errors.As(err, &corrupt):
-			log.Error("skipping an event that cannot be decoded", "ordinal", corrupt.Ordinal, "thread", corrupt.Key.Thread, "reason", corrupt.Reason)
-			b.cfg.Metrics.error("corrupt_event")
-			cursor = max(cursor, corrupt.Ordinal)
-		case err != nil:
-			log.Warn("following tenant failed; retrying", "err", err)
+		if err != nil {
+			log.Warn("following tenant failed; retrying", "err", err, "after", cursor, "in", wait)
 			b.cfg.Metrics.error("follow")
-			select {
-			case <-ctx.Done():
-			case <-time.After(time.Second):
-			}
-		}
-	}
-}
-
-func (b *Bridge) send(ctx context.Context, tenant string, rec sessionlog.TenantRecord) bool {
-	row := Row{Tenant: tenant, Thread: rec.Thread, Ordinal: rec.Ordinal, ID: rec.ID, Type: rec.Type, Time: rec.Time, Data: rec.Data, Meta: rec.Meta}
-	select {
-	case b.rows <- row:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}
-
-type batch struct {
-	rows []Row
-	pos  Positions
-}
-
-// batchLoop collects rows into batches until ctx ends, then hands over the
-// last partial batch. One writer goroutine hands batches to the sink in
-// order while the next batch fills, so reading and writing overlap.
-func (b *Bridge) batchLoop(ctx context.Context) error {
-	full := make(chan batch, 1)
-	writeErr := make(chan error, 1)
-	go func() {
-		defer close(writeErr)
-		for bt := range full {
-			if err := b.write(ctx, bt); err != nil {
-				writeErr <- err
-				for range full { // let the collector finish
-				}
+			if sleepCtx(ctx, wait) != nil {
 				return
 			}
+			wait = min(2*wait, 30*time.Second)
+			continue
 		}
-	}()
-	cur := batch{rows: make([]Row, 0, b.cfg.BatchSize), pos: Positions{}}
-	ticker := time.NewTicker(b.cfg.FlushInterval)
-	defer ticker.Stop()
-	hand := func() bool {
-		if len(cur.rows) == 0 {
-			return true
-		}
-		select {
-		case full <- cur:
-		case err := <-writeErr:
-			writeErr <- err
-			return false
-		}
-		cur = batch{rows: make([]Row, 0, b.cfg.BatchSize), pos: Positions{}}
-		return true
+		wait = time.Second
 	}
-	var ok = true
-	for ok {
-		select {
-		case row := <-b.rows:
-			cur.rows = append(cur.rows, row)
-			cur.pos[row.Tenant] = row.Ordinal
-			if len(cur.rows) >= b.cfg.BatchSize {
-				ok = hand()
-			}
-		case <-ticker.C:
-			ok = hand()
-		case <-ctx.Done():
-			// Hand over what is batched; rows still queued are not lost,
-			// their positions were never committed.
-			hand()
-			ok = false
-		case err := <-writeErr:
-			writeErr <- err
-			ok = false
-		}
-	}
-	close(full)
-	return <-writeErr
 }
 
-// write hands one batch to the sink, retrying failures until ctx ends;
-// after ctx ends it still tries for up to 30 seconds, so that a shutdown
-// delivers what was batched.
-func (b *Bridge) write(ctx context.Context, bt batch) error {
-	wctx := ctx
-	if ctx.Err() != nil {
-		var cancel context.CancelFunc
-		wctx, cancel = context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
+// catchUpChunk reads up to one chunk of the tenant's backlog while holding
+// a catch-up slot, and reports whether the tenant is caught up.
+func (b *Bridge) catchUpChunk(ctx context.Context, tenant string, cursor *uint64) (bool, error) {
+	select {
+	case b.catchUp <- struct{}{}:
+	case <-ctx.Done():
+		return false, ctx.Err()
 	}
+	defer func() { <-b.catchUp }()
+	err := b.drain(ctx, tenant, cursor, b.cfg.Source.ScanTenant(ctx, tenant, *cursor), b.cfg.CatchUpChunk)
+	if errors.Is(err, errChunkDone) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+var errChunkDone = errors.New("bridge: catch-up chunk done")
+
+// drain hands what seq yields to the batcher, quarantining what is not a
+// valid event, until seq ends, ctx ends, or (limit > 0) limit messages were
+// handled (errChunkDone). It moves *cursor to the last ordinal handed over.
+func (b *Bridge) drain(ctx context.Context, tenant string, cursor *uint64, seq func(func(sessionlog.TenantRecord, error) bool), limit int) error {
+	n := 0
+	var failed error
+	for rec, err := range seq {
+		var ce *sessionlog.CorruptEventError
+		switch {
+		case errors.As(err, &ce):
+			if ce.Ordinal <= *cursor {
+				continue
+			}
+			q := Quarantined{Tenant: tenant, Thread: ce.Key.Thread, Subject: ce.Subject, Ordinal: ce.Ordinal,
+				Reason: ce.Reason, Time: ce.Time, Header: ce.Header, Data: ce.Data}
+			if !b.quarantine(ctx, q) || !b.send(ctx, item{tenant: tenant, ordinal: ce.Ordinal}) {
+				return ctx.Err()
+			}
+			*cursor = ce.Ordinal
+		case err != nil:
+			failed = err
+		case rec.Ordinal <= *cursor:
+			continue // never hand over an ordinal twice
+		default:
+			row := &Row{Tenant: tenant, Thread: rec.Thread, Ordinal: rec.Ordinal, ID: rec.ID, Type: rec.Type,
+				Time: rec.Time, Data: rec.Data, Meta: rec.Meta}
+			it := item{tenant: tenant, ordinal: rec.Ordinal, row: row}
+			if verr := ValidateRow(row); verr != nil {
+				it.row = nil
+				q := Quarantined{Tenant: tenant, Thread: rec.Thread, Ordinal: rec.Ordinal, Reason: verr.Error(), Time: rec.Time, Data: rec.Data}
+				if !b.quarantine(ctx, q) {
+					return ctx.Err()
+				}
+			}
+			if !b.send(ctx, it) {
+				return ctx.Err()
+			}
+			*cursor = rec.Ordinal
+		}
+		if failed != nil {
+			return failed
+		}
+		if n++; limit > 0 && n >= limit {
+			return errChunkDone
+		}
+	}
+	return ctx.Err()
+}
+
+// quarantine keeps q, retrying until it is durable or ctx ends, and
+// reports whether it is. A tenant's position never moves past a message
+// that was neither delivered nor kept.
+func (b *Bridge) quarantine(ctx context.Context, q Quarantined) bool {
+	b.cfg.Metrics.quarantined(q.Tenant)
+	if b.logLimit.allow(q.Tenant) {
+		b.cfg.Logger.Error("quarantining a message that is not a valid event (more of this tenant are logged at most once a minute)",
+			"tenant", q.Tenant, "ordinal", q.Ordinal, "thread", q.Thread, "subject", q.Subject, "reason", q.Reason)
+	}
+	if b.cfg.Quarantine == nil {
+		return true
+	}
+	wait := b.cfg.RetryInterval
 	for {
-		start := time.Now()
-		err := b.cfg.Sink.Write(wctx, bt.rows, bt.pos)
-		b.cfg.Metrics.observeWrite(b.cfg.Sink.Name(), time.Since(start), err)
+		err := b.cfg.Quarantine.Put(ctx, q)
 		if err == nil {
-			break
+			return true
 		}
-		b.healthy.Store(false)
-		if ctx.Err() != nil && wctx == ctx {
-			// Shutting down mid-write: one last bounded attempt.
-			return b.write(ctx, bt)
+		if ctx.Err() != nil {
+			return false
 		}
-		if wctx.Err() != nil {
-			return fmt.Errorf("bridge: writing %d rows to %s: %w", len(bt.rows), b.cfg.Sink.Name(), err)
+		b.cfg.Metrics.error("quarantine")
+		b.cfg.Logger.Error("writing to the quarantine failed; retrying", "tenant", q.Tenant, "ordinal", q.Ordinal, "err", err)
+		if sleepCtx(ctx, wait) != nil {
+			return false
 		}
-		b.cfg.Logger.Error("sink write failed; retrying", "sink", b.cfg.Sink.Name(), "rows", len(bt.rows), "err", err)
+		wait = min(2*wait, b.cfg.MaxRetryInterval)
+	}
+}
+
+// send hands an item to the batcher, first waiting while its tenant is
+// stuck.
+func (b *Bridge) send(ctx context.Context, it item) bool {
+	for {
+		gate := b.gate(it.tenant)
+		if gate == nil {
+			select {
+			case b.items <- it:
+				return true
+			case <-ctx.Done():
+				return false
+			}
+		}
 		select {
-		case <-wctx.Done():
-		case <-time.After(time.Second):
+		case <-gate:
+		case <-ctx.Done():
+			return false
 		}
 	}
-	b.healthy.Store(true)
-	b.delivered.Add(uint64(len(bt.rows)))
-	b.cfg.Metrics.delivered(len(bt.rows))
+}
+
+// gate returns a channel closed when the tenant is no longer stuck, or nil
+// when it is not.
+func (b *Bridge) gate(tenant string) <-chan struct{} {
 	b.mu.Lock()
-	b.committed = b.committed.Merge(bt.pos)
-	b.mu.Unlock()
+	defer b.mu.Unlock()
+	if s := b.stuck[tenant]; s != nil {
+		return s.released
+	}
 	return nil
+}
+
+// logLimiter lets a message per key through at most once a minute.
+type logLimiter struct {
+	mu   sync.Mutex
+	last map[string]time.Time
+}
+
+func (l *logLimiter) allow(key string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := time.Now()
+	if t, ok := l.last[key]; ok && now.Sub(t) < time.Minute {
+		return false
+	}
+	if len(l.last) > 10_000 {
+		clear(l.last)
+	}
+	l.last[key] = now
+	return true
 }
 
 // progressLoop logs throughput and lag while there is a backlog.
@@ -438,7 +514,8 @@ func (b *Bridge) progressLoop(ctx context.Context) {
 			if total == 0 {
 				level = slog.LevelDebug // caught up: no need to report at info
 			}
-			b.cfg.Logger.Log(ctx, level, "progress", "events_per_s", int(rate), "delivered", delivered, "lag", total, "top_lag", topLag(lag, 5))
+			b.cfg.Logger.Log(ctx, level, "progress", "events_per_s", int(rate), "delivered", delivered, "lag", total,
+				"top_lag", topLag(lag, 5), "stuck_tenants", len(b.Stuck()))
 		}
 	}
 }
@@ -460,4 +537,15 @@ func topLag(lag map[string]uint64, n int) string {
 		parts = append(parts, fmt.Sprintf("%s=%d", all[i].tenant, all[i].lag))
 	}
 	return strings.Join(parts, ",")
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }

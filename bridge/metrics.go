@@ -9,11 +9,13 @@ import (
 // Metrics are the bridge's Prometheus metrics. A nil *Metrics records
 // nothing.
 type Metrics struct {
-	Delivered prometheus.Counter
-	Lag       *prometheus.GaugeVec
-	Tenants   prometheus.Gauge
-	Errors    *prometheus.CounterVec
-	Flush     *prometheus.HistogramVec
+	Delivered   prometheus.Counter
+	Lag         *prometheus.GaugeVec
+	Tenants     prometheus.Gauge
+	Errors      *prometheus.CounterVec
+	Flush       *prometheus.HistogramVec
+	Quarantined *prometheus.CounterVec
+	Stuck       *prometheus.GaugeVec
 }
 
 // NewMetrics creates the metrics and registers them with reg.
@@ -33,15 +35,23 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		Errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "jetsession_bridge_errors_total",
-			Help: "Errors by kind: discover, follow, corrupt_event, sink_write.",
+			Help: "Errors by kind: discover, follow, corrupt_event, quarantine, sink_write.",
 		}, []string{"kind"}),
 		Flush: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "jetsession_bridge_sink_write_seconds",
 			Help:    "Time the sink took to accept a batch.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 		}, []string{"sink"}),
+		Quarantined: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jetsession_bridge_quarantined_events_total",
+			Help: "Stored messages not delivered as events (not valid events, or refused by the sink) and kept in the quarantine, by tenant.",
+		}, []string{"tenant"}),
+		Stuck: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "jetsession_bridge_stuck_tenant",
+			Help: "1 while the sink refuses a tenant's rows: that tenant waits and is retried, the others flow.",
+		}, []string{"tenant"}),
 	}
-	reg.MustRegister(m.Delivered, m.Lag, m.Tenants, m.Errors, m.Flush)
+	reg.MustRegister(m.Delivered, m.Lag, m.Tenants, m.Errors, m.Flush, m.Quarantined, m.Stuck)
 	return m
 }
 
@@ -54,6 +64,23 @@ func (m *Metrics) error(kind string) {
 func (m *Metrics) delivered(n int) {
 	if m != nil {
 		m.Delivered.Add(float64(n))
+	}
+}
+
+func (m *Metrics) quarantined(tenant string) {
+	if m != nil {
+		m.Quarantined.WithLabelValues(tenant).Inc()
+	}
+}
+
+func (m *Metrics) stuck(tenant string, on bool) {
+	if m == nil {
+		return
+	}
+	if on {
+		m.Stuck.WithLabelValues(tenant).Set(1)
+	} else {
+		m.Stuck.DeleteLabelValues(tenant)
 	}
 }
 

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -191,9 +190,4 @@ func (l *Log) publish(ctx context.Context, msg *nats.Msg) (*pubAck, error) {
 		return nil, errors.New("publish acknowledgement without a sequence")
 	}
 	return &ack, nil
-}
-
-func parseUint(s string) (uint64, bool) {
-	v, err := strconv.ParseUint(s, 10, 64)
-	return v, err == nil
 }

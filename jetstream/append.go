@@ -237,6 +237,9 @@ func (l *Log) alreadyAppended(ctx context.Context, key sessionlog.ThreadKey, exp
 	i := 0
 	var last uint64
 	for rec, err := range l.Scan(ctx, key, expectLast) {
+		if errors.Is(err, sessionlog.ErrCorruptEvent) {
+			return 0, false, nil // not one of ours
+		}
 		if err != nil {
 			return 0, false, err
 		}
@@ -265,7 +268,9 @@ func translate(err error, key sessionlog.ThreadKey) error {
 		return fmt.Errorf("%w: %s: %v", sessionlog.ErrEventTooLarge, where, err)
 	case codeBatchTooLarge:
 		return fmt.Errorf("%w: %s: %v", sessionlog.ErrBatchTooLarge, where, err)
-	case codeStorageExceeded, codeMemoryExceeded, codeAccountExceeded:
+	case codeInsufficientResources, codeStorageExceeded, codeMemoryExceeded:
+		return fmt.Errorf("%w: %s: %v", sessionlog.ErrStorageFull, where, err)
+	case codeAccountExceeded:
 		return fmt.Errorf("%w: %s: %v", sessionlog.ErrQuotaExceeded, where, err)
 	case codeStoreFailed:
 		if isLimitError(err) {

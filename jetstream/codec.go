@@ -12,7 +12,7 @@ import (
 )
 
 // Wire format of one event: a message on the thread's subject whose payload
-// is Event.Data, unchanged, with these headers. The README documents it for
+// is Event.Data, unchanged, with these headers. PROTOCOL.md documents it for
 // clients in other languages.
 const (
 	// HeaderMsgID is the server's deduplication key:
@@ -29,11 +29,15 @@ const (
 	headerExpectedLastSubjSeq = "Nats-Expected-Last-Subject-Sequence"
 	headerExpectedLastMsgID   = "Nats-Expected-Last-Msg-Id"
 	headerExpectedLastSeq     = "Nats-Expected-Last-Sequence"
+	headerStream              = "Nats-Stream"
 	headerSequence            = "Nats-Sequence"
 	headerSubject             = "Nats-Subject"
 	headerTimeStamp           = "Nats-Time-Stamp"
 	headerNumPending          = "Nats-Num-Pending"
+	headerLastSequence        = "Nats-Last-Sequence"
+	headerUpToSequence        = "Nats-UpTo-Sequence"
 	headerStatus              = "Status"
+	headerDescription         = "Description"
 )
 
 // MsgID returns the deduplication header value of an event of a thread.
@@ -66,44 +70,114 @@ func msgSize(m *nats.Msg) int {
 	return n
 }
 
-// decodeEvent turns a stored message back into a record. ts is the
-// server's timestamp, used when the message has no time header.
-func decodeEvent(key sessionlog.ThreadKey, threadToken string, seq uint64, h nats.Header, data []byte, ts time.Time) (sessionlog.Record, error) {
-	corrupt := func(format string, args ...any) error {
-		return &sessionlog.CorruptEventError{Key: key, Ordinal: seq, Reason: fmt.Sprintf(format, args...)}
+// served is one stored message as the server vouches for it: sequence,
+// subject and time come from the server (never from a header a writer could
+// have stored); header and data are what the writer stored, untrusted.
+type served struct {
+	seq     uint64
+	subject string
+	time    time.Time
+	header  nats.Header
+	data    []byte
+	// headerErr is set when the stored headers could not be parsed at all.
+	headerErr error
+	// serverKeys lists the header keys whose last value the server added
+	// (direct get replies), left out of a corrupt event's stored headers.
+	serverKeys []string
+}
+
+// storedHeader returns a copy of the headers the writer stored, without the
+// values the server appended.
+func (m *served) storedHeader() map[string][]string {
+	if len(m.header) == 0 {
+		return nil
 	}
-	rec := sessionlog.Record{Ordinal: seq}
+	out := make(map[string][]string, len(m.header))
+	for k, vs := range m.header {
+		out[k] = vs
+	}
+	for _, k := range m.serverKeys {
+		if vs := out[k]; len(vs) > 0 {
+			out[k] = vs[:len(vs)-1]
+			if len(out[k]) == 0 {
+				delete(out, k)
+			}
+		}
+	}
+	return out
+}
+
+// corrupt reports m as a message that is not a valid event of key.
+func (m *served) corrupt(key sessionlog.ThreadKey, format string, args ...any) *sessionlog.CorruptEventError {
+	return &sessionlog.CorruptEventError{
+		Key: key, Ordinal: m.seq, Subject: m.subject, Reason: fmt.Sprintf(format, args...),
+		Time: m.time, Header: m.storedHeader(), Data: m.data,
+	}
+}
+
+// decodeEvent turns a stored message of the thread key (whose subject
+// token is threadToken) into a record, or reports why it is not a valid
+// event. Decoding is strict about what the protocol requires (an ID scoped
+// to the thread, a type, a well-formed time and metadata, every field
+// within the limits Append enforces) and lenient only where the protocol
+// allows: a missing time is the server's, missing metadata is none, and a
+// header given twice counts by its first value.
+func decodeEvent(key sessionlog.ThreadKey, threadToken string, m *served) (sessionlog.Record, *sessionlog.CorruptEventError) {
+	rec := sessionlog.Record{Ordinal: m.seq}
+	if m.headerErr != nil {
+		return rec, m.corrupt(key, "unreadable headers: %v", m.headerErr)
+	}
+	h := m.header
 	msgID := h.Get(HeaderMsgID)
 	tok, id, ok := strings.Cut(msgID, ":")
 	switch {
 	case msgID == "":
-		return rec, corrupt("no %s header", HeaderMsgID)
+		return rec, m.corrupt(key, "no %s header", HeaderMsgID)
 	case !ok || tok != threadToken || id == "":
-		return rec, corrupt("%s %q does not name an event of this thread", HeaderMsgID, msgID)
+		return rec, m.corrupt(key, "%s %.200q does not name an event of this thread", HeaderMsgID, msgID)
 	}
 	rec.ID = id
 	if rec.Type = h.Get(HeaderType); rec.Type == "" {
-		return rec, corrupt("no %s header", HeaderType)
+		return rec, m.corrupt(key, "no %s header", HeaderType)
 	}
 	if v := h.Get(HeaderTime); v != "" {
 		t, err := time.Parse(time.RFC3339Nano, v)
 		if err != nil {
-			return rec, corrupt("bad %s header %q", HeaderTime, v)
+			return rec, m.corrupt(key, "bad %s header %.100q", HeaderTime, v)
 		}
 		rec.Time = t.UTC()
 	} else {
-		rec.Time = ts.UTC()
+		rec.Time = m.time.UTC()
 	}
 	if v := h.Get(HeaderMeta); v != "" {
 		if err := json.Unmarshal([]byte(v), &rec.Meta); err != nil {
-			return rec, corrupt("bad %s header: %v", HeaderMeta, err)
+			return rec, m.corrupt(key, "bad %s header: %v", HeaderMeta, err)
 		}
 		if len(rec.Meta) == 0 {
 			rec.Meta = nil
 		}
 	}
-	if len(data) > 0 {
-		rec.Data = data
+	if err := sessionlog.ValidateEvent(&rec.Event); err != nil {
+		return sessionlog.Record{Ordinal: m.seq}, m.corrupt(key, "%v", strings.TrimPrefix(err.Error(), sessionlog.ErrInvalidEvent.Error()+": "))
+	}
+	if len(m.data) > 0 {
+		rec.Data = m.data
 	}
 	return rec, nil
+}
+
+// decodeTenantMsg decodes a message read from a tenant's filter: its
+// subject, which the server vouches for, names the thread.
+func (l *Log) decodeTenantMsg(tenant string, m *served) (sessionlog.TenantRecord, *sessionlog.CorruptEventError) {
+	t, thread, err := l.cfg.scheme.ParseSubject(m.subject)
+	if err == nil && t != tenant {
+		err = fmt.Errorf("subject %q belongs to tenant %q", m.subject, t)
+	}
+	if err != nil {
+		key := sessionlog.ThreadKey{Tenant: tenant}
+		return sessionlog.TenantRecord{Record: sessionlog.Record{Ordinal: m.seq}}, m.corrupt(key, "subject names no valid thread: %v", err)
+	}
+	key := sessionlog.ThreadKey{Tenant: tenant, Thread: thread}
+	rec, cerr := decodeEvent(key, subjects.EncodeThread(thread), m)
+	return sessionlog.TenantRecord{Thread: thread, Record: rec}, cerr
 }

@@ -1,9 +1,11 @@
 package jetstream_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/jetsession/jetsession/internal/testserver"
 	"github.com/jetsession/jetsession/jetstream"
@@ -30,10 +32,26 @@ func newLog(t testing.TB, nc *nats.Conn, opts ...jetstream.Option) *jetstream.Lo
 	return log
 }
 
+// corrupter publishes, as a plain client ignoring the protocol would, a
+// message without any header on the thread's subject.
+func corrupter(nc *nats.Conn) sessionlogtest.Corrupter {
+	return func(t *testing.T, log sessionlog.Log, key sessionlog.ThreadKey) uint64 {
+		jl := log.(*jetstream.Log)
+		reply, err := nc.Request(jl.Scheme().Subject(key.Tenant, key.Thread), []byte("not an event"), 10*time.Second)
+		require.NoError(t, err)
+		var ack struct {
+			Seq uint64 `json:"seq"`
+		}
+		require.NoError(t, json.Unmarshal(reply.Data, &ack))
+		require.NotZero(t, ack.Seq, "publish refused: %s", reply.Data)
+		return ack.Seq
+	}
+}
+
 func TestConformanceSingleNode(t *testing.T) {
 	srv := testserver.Start(t)
 	nc := srv.Connect(t)
-	sessionlogtest.Run(t, func(t *testing.T) sessionlog.Log { return newLog(t, nc) })
+	sessionlogtest.Run(t, func(t *testing.T) sessionlog.Log { return newLog(t, nc) }, sessionlogtest.WithCorrupter(corrupter(nc)))
 }
 
 func TestConformanceClusterR3(t *testing.T) {
@@ -44,5 +62,6 @@ func TestConformanceClusterR3(t *testing.T) {
 	// Connect to a single node: most streams' leaders are elsewhere, so
 	// reads meet lagging followers.
 	nc := c.Nodes[0].Connect(t)
-	sessionlogtest.Run(t, func(t *testing.T) sessionlog.Log { return newLog(t, nc, jetstream.WithReplicas(3)) })
+	sessionlogtest.Run(t, func(t *testing.T) sessionlog.Log { return newLog(t, nc, jetstream.WithReplicas(3)) },
+		sessionlogtest.WithCorrupter(corrupter(c.Nodes[2].Connect(t))))
 }

@@ -2,6 +2,7 @@ package jetstream_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -138,28 +139,33 @@ func TestUndecodableMessagesAreReportedWithTheirOrdinal(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			ack, err := js.PublishMsg(ctx(t), &nats.Msg{Subject: subject, Header: h, Data: []byte("garbage")})
 			require.NoError(t, err)
-			_, err = log.LoadSince(ctx(t), key, 0)
+			next, err := log.Append(ctx(t), key, events(1))
+			require.NoError(t, err)
+			recs, err := log.LoadSince(ctx(t), key, 0)
 			require.ErrorIs(t, err, sessionlog.ErrCorruptEvent)
 			var ce *sessionlog.CorruptEventError
 			require.ErrorAs(t, err, &ce)
 			require.Equal(t, ack.Sequence, ce.Ordinal)
+			require.Equal(t, key, ce.Key)
+			require.Equal(t, []byte("garbage"), ce.Data, "the stored payload is handed back for inspection")
 			require.Contains(t, err.Error(), fmt.Sprint(ack.Sequence))
-			// The events before it are still yielded by Scan.
+			// Every valid event is returned beside the error.
+			require.Equal(t, []uint64{first, next}, ordinals(recs))
+			// Scan yields it in its place and goes on.
 			var got []uint64
-			var scanErr error
 			for r, err := range log.Scan(ctx(t), key, 0) {
-				if err != nil {
-					scanErr = err
-					break
+				if errors.As(err, &ce) {
+					got = append(got, ce.Ordinal)
+					continue
 				}
+				require.NoError(t, err)
 				got = append(got, r.Ordinal)
 			}
-			require.ErrorIs(t, scanErr, sessionlog.ErrCorruptEvent)
-			require.Equal(t, []uint64{first}, got)
+			require.Equal(t, []uint64{first, ack.Sequence, next}, got)
 			// Once archived, the thread reads cleanly again.
-			_, err = log.ArchiveBefore(ctx(t), key, ack.Sequence)
+			_, err = log.ArchiveBefore(ctx(t), key, next)
 			require.NoError(t, err)
-			recs, err := log.LoadSince(ctx(t), key, 0)
+			recs, err = log.LoadSince(ctx(t), key, 0)
 			require.NoError(t, err)
 			require.Empty(t, recs)
 			first, err = log.Append(ctx(t), key, events(1))

@@ -2,7 +2,6 @@ package jetstream
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"iter"
@@ -11,62 +10,127 @@ import (
 
 	"github.com/jetsession/jetsession/sessionlog"
 	"github.com/jetsession/jetsession/subjects"
-	"github.com/nats-io/nats.go"
 )
 
 // staleRetries bounds how often a read retries a replica that is behind
 // the stream leader before reading the rest through the leader.
 const staleRetries = 8
 
-// LoadSince implements sessionlog.Log, reading like Scan. The first chunk
-// read becomes the result as is, so a thread read in one chunk is not
-// copied again.
+// LoadSince implements sessionlog.Log, reading like Scan. Every valid
+// record is returned; messages that are not valid events are reported
+// beside them, joined in the error. The first chunk read becomes the result
+// as is, so a thread read in one chunk is not copied again.
 func (l *Log) LoadSince(ctx context.Context, key sessionlog.ThreadKey, cursor uint64) ([]sessionlog.Record, error) {
 	var out []sessionlog.Record
-	err := l.read(ctx, key, cursor, func(recs []sessionlog.Record) bool {
+	var corrupt []error
+	err := l.read(ctx, key, cursor, func(c *chunk) bool {
 		if out == nil {
-			out = recs
+			out = c.recs
 		} else {
-			out = append(out, recs...)
+			out = append(out, c.recs...)
+		}
+		for _, ce := range c.corrupt {
+			corrupt = append(corrupt, ce)
 		}
 		return true
 	})
 	if err != nil {
 		return nil, err
 	}
-	return out, nil
+	if len(out) == 0 {
+		out = nil
+	}
+	return out, errors.Join(corrupt...)
 }
 
 // Scan implements sessionlog.Log.
 //
-// Reads use batched direct gets, the fastest way to read one subject. On a
-// single-replica stream the one server answering is always current. On a
-// replicated stream any replica may answer and a follower can lag behind an
-// acknowledged write, so the read also asks the stream leader, in parallel,
-// for the thread's first live event after the cursor and its last event,
-// drops what the leader no longer has and keeps reading until it reaches
-// the leader's last event, falling back to leader-served gets if replicas
-// stay behind.
+// Reads use batched direct gets, the fastest way to read one subject, and
+// trust a reply only when it is provably the server's (see directGet); the
+// next message after a reply that is not is read through the stream
+// leader. On a single-replica stream the one server answering is always
+// current. On a replicated stream any replica may answer and a follower can
+// lag behind an acknowledged write, so the read also asks the stream
+// leader, in parallel, for the thread's first live event after the cursor
+// and its last event, drops what the leader no longer has and keeps reading
+// until it reaches the leader's last event, falling back to leader-served
+// gets if replicas stay behind.
 func (l *Log) Scan(ctx context.Context, key sessionlog.ThreadKey, cursor uint64) iter.Seq2[sessionlog.Record, error] {
 	return func(yield func(sessionlog.Record, error) bool) {
-		err := l.read(ctx, key, cursor, func(recs []sessionlog.Record) bool {
-			for _, rec := range recs {
-				if !yield(rec, nil) {
-					return false
-				}
-			}
-			return true
-		})
+		err := l.read(ctx, key, cursor, func(c *chunk) bool { return c.yield(yield) })
 		if err != nil {
 			yield(sessionlog.Record{}, err)
 		}
 	}
 }
 
+// chunk is what one read request returned: valid records and corrupt
+// messages, each in ordinal order.
+type chunk struct {
+	recs    []sessionlog.Record
+	corrupt []*sessionlog.CorruptEventError
+}
+
+func (c *chunk) add(rec sessionlog.Record, cerr *sessionlog.CorruptEventError) {
+	if cerr != nil {
+		c.corrupt = append(c.corrupt, cerr)
+		return
+	}
+	c.recs = append(c.recs, rec)
+}
+
+func (c *chunk) empty() bool { return len(c.recs) == 0 && len(c.corrupt) == 0 }
+
+// lastOrdinal is the chunk's highest ordinal, 0 for an empty chunk.
+func (c *chunk) lastOrdinal() uint64 {
+	var last uint64
+	if n := len(c.recs); n > 0 {
+		last = c.recs[n-1].Ordinal
+	}
+	if n := len(c.corrupt); n > 0 {
+		last = max(last, c.corrupt[n-1].Ordinal)
+	}
+	return last
+}
+
+// dropBefore removes what has an ordinal below first.
+func (c *chunk) dropBefore(first uint64) {
+	i := 0
+	for i < len(c.recs) && c.recs[i].Ordinal < first {
+		i++
+	}
+	c.recs = c.recs[i:]
+	j := 0
+	for j < len(c.corrupt) && c.corrupt[j].Ordinal < first {
+		j++
+	}
+	c.corrupt = c.corrupt[j:]
+}
+
+// yield hands the chunk's records and corrupt messages over in ordinal
+// order, and reports whether the caller wants more.
+func (c *chunk) yield(yield func(sessionlog.Record, error) bool) bool {
+	i, j := 0, 0
+	for i < len(c.recs) || j < len(c.corrupt) {
+		if j == len(c.corrupt) || i < len(c.recs) && c.recs[i].Ordinal < c.corrupt[j].Ordinal {
+			if !yield(c.recs[i], nil) {
+				return false
+			}
+			i++
+			continue
+		}
+		if !yield(sessionlog.Record{Ordinal: c.corrupt[j].Ordinal}, c.corrupt[j]) {
+			return false
+		}
+		j++
+	}
+	return true
+}
+
 // read hands the thread's records after cursor to each, one chunk at a
-// time, until the thread's end or each returns false. Records before an
+// time, until the thread's end or each returns false. Chunks before an
 // error are handed over before it is returned.
-func (l *Log) read(ctx context.Context, key sessionlog.ThreadKey, cursor uint64, each func([]sessionlog.Record) bool) error {
+func (l *Log) read(ctx context.Context, key sessionlog.ThreadKey, cursor uint64, each func(*chunk) bool) error {
 	if err := sessionlog.ValidateKey(key); err != nil {
 		return err
 	}
@@ -85,8 +149,8 @@ func (l *Log) read(ctx context.Context, key sessionlog.ThreadKey, cursor uint64,
 		cursor:  cursor,
 	}
 	for {
-		recs, done, err := r.next(ctx)
-		if len(recs) > 0 && !each(recs) {
+		c, done, err := r.next(ctx)
+		if !c.empty() && !each(c) {
 			return nil
 		}
 		if err != nil || done {
@@ -95,7 +159,8 @@ func (l *Log) read(ctx context.Context, key sessionlog.ThreadKey, cursor uint64,
 	}
 }
 
-// reader reads one thread in chunks from cursor on.
+// reader reads one thread in chunks from cursor on. Its cursor only moves
+// forward, to ordinals the server gave, so a read always ends.
 type reader struct {
 	l               *Log
 	key             sessionlog.ThreadKey
@@ -107,238 +172,159 @@ type reader struct {
 	replicas int
 	head     uint64 // leader's last ordinal at the start, replicated streams only
 	stale    int    // consecutive reads that made no progress
+	// leaderNext makes the next read go through the leader: the last
+	// direct get ended at a reply that is not provably the server's.
+	leaderNext bool
 }
 
-func (r *reader) next(ctx context.Context) ([]sessionlog.Record, bool, error) {
+func (r *reader) next(ctx context.Context) (*chunk, bool, error) {
 	if !r.started {
 		r.started = true
 		st, ok, err := r.l.streamState(ctx, r.stream)
 		if err != nil || !ok {
-			return nil, true, err
+			return &chunk{}, true, err
 		}
 		r.replicas = st.replicas
 		if st.replicas > 1 {
 			return r.firstReplicated(ctx)
 		}
 	}
-	if r.replicas == 1 {
-		if r.stale > 0 {
-			return r.fromLeader(ctx)
-		}
-		recs, pending, err := r.direct(ctx, r.cursor+1)
-		if errors.Is(err, errDirectUnavailable) {
-			// The stream exists but does not serve direct gets yet (it is
-			// starting up): read through the leader.
-			r.stale, r.head = staleRetries, math.MaxUint64
-			return nil, false, nil
-		}
-		r.advance(recs)
-		return recs, err != nil || pending == 0 || len(recs) == 0, err
+	if r.replicas > 1 {
+		return r.nextReplicated(ctx)
 	}
-	return r.nextReplicated(ctx)
-}
-
-func (r *reader) advance(recs []sessionlog.Record) {
-	if len(recs) > 0 {
-		r.cursor = recs[len(recs)-1].Ordinal
+	if r.leaderNext || r.stale >= staleRetries {
+		r.leaderNext = false
+		c, found, err := r.fromLeader(ctx)
+		return c, !found || err != nil, err
 	}
+	c, pending, err := r.direct(ctx, r.cursor+1)
+	switch {
+	case errors.Is(err, errUnverified):
+		r.leaderNext = true
+		return c, false, nil
+	case errors.Is(err, errDirectUnavailable):
+		// The stream exists but does not serve direct gets yet (it is
+		// starting up): read through the leader meanwhile.
+		r.stale++
+		r.leaderNext = true
+		return c, false, nil
+	case err != nil:
+		return c, true, err
+	}
+	r.stale = 0
+	return c, pending == 0 || c.empty(), nil
 }
 
 // firstReplicated starts a read of a replicated stream: the leader's first
 // live event after the cursor and last event, and a direct get, at once.
-func (r *reader) firstReplicated(ctx context.Context) ([]sessionlog.Record, bool, error) {
+func (r *reader) firstReplicated(ctx context.Context) (*chunk, bool, error) {
 	type leaderReply struct {
 		msg *storedMsg
 		err error
 	}
 	firstCh := make(chan leaderReply, 1)
 	lastCh := make(chan leaderReply, 1)
+	start := r.cursor
 	go func() {
-		m, err := r.l.leaderGet(ctx, r.stream, msgGetRequest{Seq: r.cursor + 1, NextFor: r.subject})
+		m, err := r.l.leaderGet(ctx, r.stream, msgGetRequest{Seq: start + 1, NextFor: r.subject})
 		firstCh <- leaderReply{m, err}
 	}()
 	go func() {
 		m, err := r.l.leaderGet(ctx, r.stream, msgGetRequest{LastFor: r.subject})
 		lastCh <- leaderReply{m, err}
 	}()
-	recs, _, derr := r.direct(ctx, r.cursor+1)
+	c, _, derr := r.direct(ctx, start+1)
+	if errors.Is(derr, errUnverified) {
+		r.leaderNext, derr = true, nil
+	}
 	if errors.Is(derr, errDirectUnavailable) {
-		recs, derr = nil, nil // as if every replica lagged
+		derr = nil // as if every replica lagged
 	}
 	first, last := <-firstCh, <-lastCh
 	switch {
 	case first.err != nil:
-		return nil, true, fmt.Errorf("jetstream: reading %s from the stream leader: %w", r.subject, first.err)
+		return &chunk{}, true, fmt.Errorf("jetstream: reading %s from the stream leader: %w", r.subject, first.err)
 	case last.err != nil:
-		return nil, true, fmt.Errorf("jetstream: reading %s from the stream leader: %w", r.subject, last.err)
+		return &chunk{}, true, fmt.Errorf("jetstream: reading %s from the stream leader: %w", r.subject, last.err)
 	case derr != nil:
-		return nil, true, derr
-	case first.msg == nil:
+		return &chunk{}, true, derr
+	case first.msg == nil || first.msg.Seq <= start:
 		// The leader has nothing live after the cursor.
-		return nil, true, nil
+		return &chunk{}, true, nil
 	}
 	r.head = first.msg.Seq
 	if last.msg != nil {
 		r.head = max(r.head, last.msg.Seq)
 	}
 	// Drop what a lagging replica still has but the leader archived.
-	i := 0
-	for i < len(recs) && recs[i].Ordinal < first.msg.Seq {
-		i++
+	c.dropBefore(first.msg.Seq)
+	if c.empty() {
+		r.leaderNext = false
+		c.add(decodeEvent(r.key, r.token, leaderServed(first.msg)))
 	}
-	recs = recs[i:]
-	if len(recs) == 0 {
-		rec, err := r.decodeStored(first.msg)
-		if err != nil {
-			return nil, true, err
-		}
-		recs = []sessionlog.Record{rec}
-	}
-	r.advance(recs)
-	return recs, r.cursor >= r.head, nil
+	r.cursor = c.lastOrdinal()
+	return c, r.cursor >= r.head, nil
 }
 
 // nextReplicated continues a replicated read until the leader's head.
-func (r *reader) nextReplicated(ctx context.Context) ([]sessionlog.Record, bool, error) {
-	if r.stale >= staleRetries {
-		return r.fromLeader(ctx)
+func (r *reader) nextReplicated(ctx context.Context) (*chunk, bool, error) {
+	if r.leaderNext || r.stale >= staleRetries {
+		r.leaderNext = false
+		c, found, err := r.fromLeader(ctx)
+		return c, !found || err != nil || r.cursor >= r.head, err
 	}
-	recs, _, err := r.direct(ctx, r.cursor+1)
-	if errors.Is(err, errDirectUnavailable) {
-		recs, err = nil, nil
+	c, _, err := r.direct(ctx, r.cursor+1)
+	switch {
+	case errors.Is(err, errUnverified):
+		r.leaderNext = true
+	case errors.Is(err, errDirectUnavailable):
+	case err != nil:
+		return c, true, err
 	}
-	if err != nil {
-		return recs, true, err
-	}
-	if len(recs) == 0 {
+	if c.empty() && !r.leaderNext {
 		r.stale++
 		if err := sleepCtx(ctx, time.Duration(r.stale)*time.Millisecond); err != nil {
-			return nil, true, err
+			return c, true, err
 		}
-		return nil, false, nil
+		return c, false, nil
 	}
 	r.stale = 0
-	r.advance(recs)
-	return recs, r.cursor >= r.head, nil
+	return c, r.cursor >= r.head, nil
 }
 
-// fromLeader reads the next event through the stream leader: slow, but
-// always current.
-func (r *reader) fromLeader(ctx context.Context) ([]sessionlog.Record, bool, error) {
+// fromLeader reads the next message through the stream leader: slow, but
+// always current and never spoofed. found is false when the thread has no
+// message after the cursor.
+func (r *reader) fromLeader(ctx context.Context) (c *chunk, found bool, err error) {
+	c = &chunk{}
 	m, err := r.l.leaderGet(ctx, r.stream, msgGetRequest{Seq: r.cursor + 1, NextFor: r.subject})
 	if err != nil {
-		return nil, true, fmt.Errorf("jetstream: reading %s from the stream leader: %w", r.subject, err)
+		return c, false, fmt.Errorf("jetstream: reading %s from the stream leader: %w", r.subject, err)
 	}
-	if m == nil {
-		return nil, true, nil
+	if m == nil || m.Seq <= r.cursor || m.Subject != r.subject {
+		return c, false, nil
 	}
-	rec, err := r.decodeStored(m)
-	if err != nil {
-		return nil, true, err
-	}
-	r.cursor = rec.Ordinal
+	c.add(decodeEvent(r.key, r.token, leaderServed(m)))
+	r.cursor = m.Seq
 	r.stale = 0
-	return []sessionlog.Record{rec}, r.cursor >= r.head, nil
+	return c, true, nil
 }
 
-func (r *reader) decodeStored(m *storedMsg) (sessionlog.Record, error) {
-	var h nats.Header
-	if len(m.Header) > 0 {
-		var err error
-		if h, err = nats.DecodeHeadersMsg(m.Header); err != nil {
-			return sessionlog.Record{}, &sessionlog.CorruptEventError{Key: r.key, Ordinal: m.Seq, Reason: "unreadable headers: " + err.Error()}
-		}
-	}
-	return decodeEvent(r.key, r.token, m.Seq, h, m.Data, m.Time)
-}
-
-// direct reads up to a read batch of events from seq on with one batched direct
-// get, from whichever replica answers, and returns them with the number of
-// the thread's events after the last one, as that replica sees it.
-func (r *reader) direct(ctx context.Context, seq uint64) ([]sessionlog.Record, uint64, error) {
-	var recs []sessionlog.Record
-	pending, err := r.l.directGet(ctx, r.stream, msgGetRequest{Seq: seq, NextFor: r.subject, Batch: r.l.cfg.readEvents, MaxBytes: r.l.cfg.readBytes},
-		func(m *nats.Msg) error {
-			ord, ok := parseUint(m.Header.Get(headerSequence))
-			if !ok {
-				return fmt.Errorf("jetstream: direct get reply without a sequence on %s", r.subject)
-			}
-			ts, _ := time.Parse(time.RFC3339Nano, m.Header.Get(headerTimeStamp))
-			rec, err := decodeEvent(r.key, r.token, ord, m.Header, m.Data, ts)
-			if err != nil {
-				return err
-			}
-			recs = append(recs, rec)
+// direct reads up to a read batch of the thread's messages from seq on
+// with one batched direct get, from whichever replica answers, and returns
+// them with the number of the thread's messages after the last one, as
+// that replica sees it. It advances the cursor over what it returns.
+func (r *reader) direct(ctx context.Context, seq uint64) (*chunk, uint64, error) {
+	c := &chunk{}
+	pending, err := r.l.directGet(ctx, r.stream, r.subject,
+		msgGetRequest{Seq: seq, NextFor: r.subject, Batch: r.l.cfg.readEvents, MaxBytes: r.l.cfg.readBytes},
+		func(m *served) error {
+			c.add(decodeEvent(r.key, r.token, m))
+			r.cursor = m.seq
 			return nil
 		})
-	if err != nil {
-		return recs, 0, err
-	}
-	return recs, pending, nil
+	return c, pending, err
 }
-
-// directGet sends a direct get (batched when req.Batch > 0) and hands each
-// message to each. It returns the number of matching messages after the
-// last one sent (0 when none matched, or for a single get).
-func (l *Log) directGet(ctx context.Context, stream string, req msgGetRequest, each func(*nats.Msg) error) (pending uint64, err error) {
-	ctx, cancel := l.withTimeout(ctx)
-	defer cancel()
-	subject := l.cfg.apiPrefix + ".DIRECT.GET." + stream
-	ctx, check := l.guard(ctx, subject)
-	defer func() {
-		if err != nil && !errors.Is(err, errDirectUnavailable) {
-			err = check(err)
-		} else {
-			check(nil)
-		}
-	}()
-	inbox := l.nc.NewInbox()
-	sub, err := l.nc.SubscribeSync(inbox)
-	if err != nil {
-		return 0, fmt.Errorf("jetstream: direct get of %s: %w", stream, err)
-	}
-	defer sub.Unsubscribe()
-	if err := sub.SetPendingLimits(-1, -1); err != nil {
-		return 0, err
-	}
-	body, err := json.Marshal(req)
-	if err != nil {
-		return 0, err
-	}
-	if err := l.nc.PublishMsg(&nats.Msg{Subject: subject, Reply: inbox, Data: body}); err != nil {
-		return 0, fmt.Errorf("jetstream: direct get of %s: %w", stream, err)
-	}
-	for {
-		m, err := sub.NextMsgWithContext(ctx)
-		if errors.Is(err, nats.ErrNoResponders) {
-			return 0, errDirectUnavailable
-		}
-		if err != nil {
-			return 0, fmt.Errorf("jetstream: direct get of %s: %w", stream, err)
-		}
-		switch status := m.Header.Get(headerStatus); status {
-		case "":
-			if err := each(m); err != nil {
-				return 0, err
-			}
-			if req.Batch == 0 {
-				return 0, nil // a single get has no end-of-batch marker
-			}
-		case "204": // end of batch
-			pending, _ := parseUint(m.Header.Get(headerNumPending))
-			return pending, nil
-		case "404": // nothing matches
-			return 0, nil
-		case "503":
-			return 0, errDirectUnavailable
-		default:
-			return 0, fmt.Errorf("jetstream: direct get of %s: status %s %s", stream, status, m.Header.Get("Description"))
-		}
-	}
-}
-
-// errDirectUnavailable reports a direct get no replica answered.
-var errDirectUnavailable = errors.New("jetstream: no replica serves direct gets")
 
 func sleepCtx(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)
@@ -352,27 +338,9 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 }
 
 // lastOrdinal returns the thread's last live ordinal, 0 if it has none (or
-// the stream does not exist). A single-replica stream answers a direct get
-// coherently and faster; a replicated one is asked through its leader.
+// the stream does not exist). It asks the stream leader, whose reply keeps
+// the server's sequence apart from stored headers.
 func (l *Log) lastOrdinal(ctx context.Context, stream, subject string) (uint64, error) {
-	st, ok, err := l.streamState(ctx, stream)
-	if err != nil || !ok {
-		return 0, err
-	}
-	if st.replicas == 1 {
-		var last uint64
-		_, err := l.directGet(ctx, stream, msgGetRequest{LastFor: subject}, func(m *nats.Msg) error {
-			seq, ok := parseUint(m.Header.Get(headerSequence))
-			if !ok {
-				return fmt.Errorf("jetstream: direct get reply without a sequence on %s", subject)
-			}
-			last = seq
-			return nil
-		})
-		if !errors.Is(err, errDirectUnavailable) {
-			return last, err
-		}
-	}
 	m, err := l.leaderGet(ctx, stream, msgGetRequest{LastFor: subject})
 	if err != nil || m == nil {
 		return 0, err

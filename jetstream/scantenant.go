@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"github.com/jetsession/jetsession/sessionlog"
-	"github.com/jetsession/jetsession/subjects"
-	"github.com/nats-io/nats.go"
 )
 
 // ScanTenant yields every live event of every thread of the tenant after
@@ -19,6 +17,11 @@ import (
 // the last ordinal seen. Unlike LoadSince it does not consult the stream
 // leader: on a replicated stream a lagging replica may end the scan early,
 // which a tail started from the last ordinal yielded makes up for.
+//
+// A stored message that is not a valid event is yielded in its place as a
+// *sessionlog.CorruptEventError and the scan goes on; any other error is
+// the last element. The scan only moves forward, to ordinals the server
+// gave, so whatever the tenant's messages hold it ends.
 func (l *Log) ScanTenant(ctx context.Context, tenant string, cursor uint64) iter.Seq2[sessionlog.TenantRecord, error] {
 	return func(yield func(sessionlog.TenantRecord, error) bool) {
 		if err := sessionlog.ValidateTenant(tenant); err != nil {
@@ -27,29 +30,52 @@ func (l *Log) ScanTenant(ctx context.Context, tenant string, cursor uint64) iter
 		}
 		stream := l.cfg.scheme.Stream(tenant)
 		filter := l.cfg.scheme.TenantFilter(tenant)
+		emit := func(m *served) bool {
+			rec, cerr := l.decodeTenantMsg(tenant, m)
+			if cerr != nil {
+				return yield(rec, cerr)
+			}
+			return yield(rec, nil)
+		}
 		unavailable := 0
 		for cursor < math.MaxUint64 {
 			if err := ctx.Err(); err != nil {
 				yield(sessionlog.TenantRecord{}, err)
 				return
 			}
-			var recs []sessionlog.TenantRecord
-			pending, err := l.directGet(ctx, stream, msgGetRequest{Seq: cursor + 1, NextFor: filter, Batch: l.cfg.readEvents, MaxBytes: l.cfg.readBytes},
-				func(m *nats.Msg) error {
-					rec, err := l.decodeTenantMsg(tenant, m)
-					if err != nil {
-						return err
+			stopped := false
+			n := 0
+			pending, err := l.directGet(ctx, stream, filter,
+				msgGetRequest{Seq: cursor + 1, NextFor: filter, Batch: l.cfg.readEvents, MaxBytes: l.cfg.readBytes},
+				func(m *served) error {
+					n++
+					cursor = m.seq
+					if !emit(m) {
+						stopped = true
+						return errStopped
 					}
-					recs = append(recs, rec)
 					return nil
 				})
-			for _, r := range recs {
-				if !yield(r, nil) {
-					return
-				}
-				cursor = r.Ordinal
+			if stopped {
+				return
 			}
 			switch {
+			case errors.Is(err, errUnverified):
+				// The next message is not provably the server's as a direct
+				// get served it: read it through the leader.
+				m, lerr := l.leaderGet(ctx, stream, msgGetRequest{Seq: cursor + 1, NextFor: filter})
+				if lerr != nil {
+					yield(sessionlog.TenantRecord{}, fmt.Errorf("jetstream: scanning tenant %q through the stream leader: %w", tenant, lerr))
+					return
+				}
+				if m == nil || m.Seq <= cursor {
+					return
+				}
+				cursor = m.Seq
+				if !emit(leaderServed(m)) {
+					return
+				}
+				continue
 			case errors.Is(err, errDirectUnavailable):
 				if _, ok, serr := l.streamState(ctx, stream); serr != nil || !ok {
 					if serr != nil {
@@ -68,7 +94,7 @@ func (l *Log) ScanTenant(ctx context.Context, tenant string, cursor uint64) iter
 			case err != nil:
 				yield(sessionlog.TenantRecord{}, err)
 				return
-			case pending == 0 || len(recs) == 0:
+			case pending == 0 || n == 0:
 				return
 			}
 			unavailable = 0
@@ -76,22 +102,5 @@ func (l *Log) ScanTenant(ctx context.Context, tenant string, cursor uint64) iter
 	}
 }
 
-// decodeTenantMsg decodes a direct get reply on a tenant's filter.
-func (l *Log) decodeTenantMsg(tenant string, m *nats.Msg) (sessionlog.TenantRecord, error) {
-	seq, ok := parseUint(m.Header.Get(headerSequence))
-	if !ok {
-		return sessionlog.TenantRecord{}, fmt.Errorf("jetstream: direct get reply without a sequence for tenant %q", tenant)
-	}
-	subject := m.Header.Get(headerSubject)
-	_, thread, err := l.cfg.scheme.ParseSubject(subject)
-	if err != nil {
-		return sessionlog.TenantRecord{}, &sessionlog.CorruptEventError{Key: sessionlog.ThreadKey{Tenant: tenant}, Ordinal: seq, Reason: err.Error()}
-	}
-	ts, _ := time.Parse(time.RFC3339Nano, m.Header.Get(headerTimeStamp))
-	key := sessionlog.ThreadKey{Tenant: tenant, Thread: thread}
-	rec, err := decodeEvent(key, subjects.EncodeThread(thread), seq, m.Header, m.Data, ts)
-	if err != nil {
-		return sessionlog.TenantRecord{}, err
-	}
-	return sessionlog.TenantRecord{Thread: thread, Record: rec}, nil
-}
+// errStopped ends a direct get whose caller wants no more.
+var errStopped = errors.New("jetstream: read stopped by the caller")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"iter"
 	"math"
+	"strings"
 	"time"
 
 	"github.com/jetsession/jetsession/sessionlog"
@@ -35,12 +36,12 @@ func (l *Log) Tail(ctx context.Context, key sessionlog.ThreadKey, cursor uint64)
 			stream: l.cfg.scheme.Stream(key.Tenant),
 			filter: l.cfg.scheme.Subject(key.Tenant, key.Thread),
 		}
-		t.run(ctx, cursor, func(m *nats.Msg, seq uint64, ts time.Time) (bool, error) {
-			rec, err := decodeEvent(key, token, seq, m.Header, m.Data, ts)
-			if err != nil {
-				return false, err
+		t.run(ctx, cursor, func(m *served) bool {
+			rec, cerr := decodeEvent(key, token, m)
+			if cerr != nil {
+				return yield(rec, cerr)
 			}
-			return yield(rec, nil), nil
+			return yield(rec, nil)
 		}, func(err error) { yield(sessionlog.Record{}, err) })
 	}
 }
@@ -58,17 +59,12 @@ func (l *Log) TailTenant(ctx context.Context, tenant string, cursor uint64) iter
 			stream: l.cfg.scheme.Stream(tenant),
 			filter: l.cfg.scheme.TenantFilter(tenant),
 		}
-		t.run(ctx, cursor, func(m *nats.Msg, seq uint64, ts time.Time) (bool, error) {
-			_, thread, err := l.cfg.scheme.ParseSubject(m.Subject)
-			if err != nil {
-				return false, &sessionlog.CorruptEventError{Key: sessionlog.ThreadKey{Tenant: tenant}, Ordinal: seq, Reason: err.Error()}
+		t.run(ctx, cursor, func(m *served) bool {
+			rec, cerr := l.decodeTenantMsg(tenant, m)
+			if cerr != nil {
+				return yield(rec, cerr)
 			}
-			key := sessionlog.ThreadKey{Tenant: tenant, Thread: thread}
-			rec, err := decodeEvent(key, subjects.EncodeThread(thread), seq, m.Header, m.Data, ts)
-			if err != nil {
-				return false, err
-			}
-			return yield(sessionlog.TenantRecord{Thread: thread, Record: rec}, nil), nil
+			return yield(rec, nil)
 		}, func(err error) { yield(sessionlog.TenantRecord{}, err) })
 	}
 }
@@ -92,9 +88,9 @@ type tail struct {
 var errRestart = errors.New("restart the tail consumer")
 
 // run follows the filter from cursor, calling deliver for each message in
-// order. deliver returns false to stop or an error to end with it; fail
-// reports an unrecoverable error to the caller.
-func (t *tail) run(ctx context.Context, cursor uint64, deliver func(*nats.Msg, uint64, time.Time) (bool, error), fail func(error)) {
+// order, until deliver returns false; fail reports an unrecoverable error
+// to the caller.
+func (t *tail) run(ctx context.Context, cursor uint64, deliver func(*served) bool, fail func(error)) {
 	if cursor == math.MaxUint64 {
 		<-ctx.Done() // nothing can follow
 		return
@@ -132,7 +128,7 @@ var errStreamMissing = errors.New("stream does not exist")
 // follow creates one consumer starting after *last and delivers from it
 // until the caller stops (nil), the consumer must be replaced (errRestart)
 // or an error.
-func (t *tail) follow(ctx context.Context, last *uint64, deliver func(*nats.Msg, uint64, time.Time) (bool, error)) error {
+func (t *tail) follow(ctx context.Context, last *uint64, deliver func(*served) bool) error {
 	nc := t.l.nc
 	inbox := nc.NewInbox()
 	// The client library queues what the server pushes (bounded by flow
@@ -175,8 +171,12 @@ func (t *tail) follow(ctx context.Context, last *uint64, deliver func(*nats.Msg,
 			return errRestart
 		case m := <-msgs:
 			silence.Reset(tailSilence)
-			if status := m.Header.Get(headerStatus); status != "" {
-				if err := t.control(m, status, delivered); err != nil {
+			// A stored message arrives with the ack subject, where the
+			// server writes its sequences and time, as its reply; the
+			// consumer's own status messages never do. So a stored Status
+			// header is only data.
+			if !strings.HasPrefix(m.Reply, ackPrefix) {
+				if err := t.control(m, delivered); err != nil {
 					return err
 				}
 				continue
@@ -192,21 +192,25 @@ func (t *tail) follow(ctx context.Context, last *uint64, deliver func(*nats.Msg,
 			if meta.Sequence.Stream <= *last {
 				continue // already yielded
 			}
-			more, err := deliver(m, meta.Sequence.Stream, meta.Timestamp)
-			if err != nil {
-				return err
+			sm := &served{seq: meta.Sequence.Stream, subject: m.Subject, time: meta.Timestamp, header: m.Header, data: m.Data}
+			if m.Header == nil && rawHeaderLen(m) > 0 {
+				sm.headerErr = nats.ErrBadHeaderMsg
 			}
 			*last = meta.Sequence.Stream
-			if !more {
+			if !deliver(sm) {
 				return nil
 			}
 		}
 	}
 }
 
+// ackPrefix starts the reply subject of every message a consumer delivers.
+const ackPrefix = "$JS.ACK."
+
 // control handles the consumer's status messages: flow control requests,
 // idle heartbeats (which also reveal lost messages) and deletion.
-func (t *tail) control(m *nats.Msg, status string, delivered uint64) error {
+func (t *tail) control(m *nats.Msg, delivered uint64) error {
+	status := m.Header.Get(headerStatus)
 	switch status {
 	case "100":
 		if m.Reply != "" { // flow control request: we have read up to here
@@ -226,7 +230,7 @@ func (t *tail) control(m *nats.Msg, status string, delivered uint64) error {
 	case "409", "404", "503":
 		return errRestart
 	default:
-		return fmt.Errorf("jetstream: tail of %s: status %s %s", t.filter, status, m.Header.Get("Description"))
+		return nil // not from the consumer
 	}
 }
 

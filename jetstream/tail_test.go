@@ -177,7 +177,7 @@ func TestBreakingOutOfATailDeletesItsConsumer(t *testing.T) {
 	requireNoConsumers(t, nc, log.Scheme().Stream(key.Tenant))
 }
 
-func TestTailReportsACorruptEventWithItsOrdinal(t *testing.T) {
+func TestTailReportsACorruptEventWithItsOrdinalAndGoesOn(t *testing.T) {
 	srv := testserver.Start(t)
 	nc := srv.Connect(t)
 	log := newLog(t, nc)
@@ -186,16 +186,23 @@ func TestTailReportsACorruptEventWithItsOrdinal(t *testing.T) {
 	require.NoError(t, err)
 	ack, err := js.Publish(ctx(t), log.Scheme().Subject(key.Tenant, key.Thread), []byte("no headers"))
 	require.NoError(t, err)
+	after, err := log.Append(ctx(t), key, events(1))
+	require.NoError(t, err)
+	tctx, cancel := context.WithCancel(ctx(t))
 	var got []sessionlog.Record
 	var tailErr error
-	for r, err := range log.Tail(ctx(t), key, 0) {
+	for r, err := range log.Tail(tctx, key, 0) {
 		if err != nil {
 			tailErr = err
 			continue
 		}
 		got = append(got, r)
+		if r.Ordinal == after {
+			cancel()
+		}
 	}
-	require.Len(t, got, 1)
+	cancel()
+	require.Len(t, got, 2, "the tail goes on after the corrupt event")
 	require.ErrorIs(t, tailErr, sessionlog.ErrCorruptEvent)
 	var ce *sessionlog.CorruptEventError
 	require.ErrorAs(t, tailErr, &ce)

@@ -3,29 +3,21 @@ package jetstream
 import (
 	"context"
 	"fmt"
+	"strings"
+	"sync"
 	"time"
+
+	"github.com/jetsession/jetsession/sessionlog"
+	"github.com/nats-io/nats.go"
 )
 
-// TenantInfo describes one tenant stream.
-type TenantInfo struct {
-	Tenant string
-	Stream string
-	// Events is how many live events the tenant holds, over all threads.
-	Events uint64
-	Bytes  uint64
-	// FirstOrdinal and LastOrdinal bound the tenant's sequence; LastOrdinal
-	// is the highest ordinal ever assigned, even if archived.
-	FirstOrdinal uint64
-	LastOrdinal  uint64
-	Threads      uint64
-	Created      time.Time
-	Replicas     int
-}
+var _ sessionlog.TenantReader = (*Log)(nil)
 
-// Tenants lists the tenant streams of the Log's scheme, in the server's
-// order. Streams whose names do not decode are left out.
-func (l *Log) Tenants(ctx context.Context) ([]TenantInfo, error) {
-	var out []TenantInfo
+// Tenants implements sessionlog.TenantReader: it lists the tenant streams
+// of the Log's scheme, in the server's order, with the server's counts.
+// Streams whose names do not decode to a valid tenant are left out.
+func (l *Log) Tenants(ctx context.Context) ([]sessionlog.TenantInfo, error) {
+	var out []sessionlog.TenantInfo
 	offset := 0
 	for {
 		var resp struct {
@@ -56,9 +48,13 @@ func (l *Log) Tenants(ctx context.Context) ([]TenantInfo, error) {
 			if err != nil {
 				continue
 			}
-			out = append(out, TenantInfo{
-				Tenant: tenant, Stream: s.Config.Name, Events: s.State.Msgs, Bytes: s.State.Bytes,
-				FirstOrdinal: s.State.FirstSeq, LastOrdinal: s.State.LastSeq, Threads: s.State.NumSubjects,
+			first := s.State.FirstSeq
+			if s.State.Msgs == 0 {
+				first = 0
+			}
+			out = append(out, sessionlog.TenantInfo{
+				Tenant: tenant, Events: s.State.Msgs, Bytes: s.State.Bytes, Threads: s.State.NumSubjects,
+				FirstOrdinal: first, LastOrdinal: s.State.LastSeq,
 				Created: s.Created, Replicas: max(s.Config.Replicas, 1),
 			})
 		}
@@ -68,3 +64,32 @@ func (l *Log) Tenants(ctx context.Context) ([]TenantInfo, error) {
 		}
 	}
 }
+
+// WatchTenants calls changed soon after a tenant stream of the Log's
+// scheme is created, from the server's stream-creation advisories, until
+// ctx ends or stop is called. Callers still list tenants now and then:
+// advisories are not delivered where the account cannot subscribe to them.
+func (l *Log) WatchTenants(ctx context.Context, changed func()) (stop func(), err error) {
+	prefix := "$JS.EVENT.ADVISORY.STREAM.CREATED."
+	sub, err := l.nc.Subscribe(prefix+"*", func(m *nats.Msg) {
+		if strings.HasPrefix(strings.TrimPrefix(m.Subject, prefix), l.cfg.scheme.StreamPrefix) {
+			changed()
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: watching for new tenant streams: %w", err)
+	}
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-done:
+		}
+		sub.Unsubscribe()
+	}()
+	var once sync.Once
+	return func() { once.Do(func() { close(done) }) }, nil
+}
+
+// Connected reports whether the Log's connection to NATS is up.
+func (l *Log) Connected() bool { return l.nc.IsConnected() }

@@ -87,13 +87,20 @@ type Log interface {
 	// greater than cursor, in ordinal order. Once an Append has returned,
 	// its events are visible to every later LoadSince from any client. A
 	// cursor past the head, or an unknown tenant or thread, returns no
-	// records and no error, and creates nothing. A stored message that
-	// cannot be decoded returns ErrCorruptEvent naming its ordinal.
+	// records and no error, and creates nothing.
+	//
+	// A stored message that is not a valid event does not stop the read:
+	// LoadSince returns every valid record and, beside them, an error
+	// joining one *CorruptEventError per such message (errors.Is(err,
+	// ErrCorruptEvent); CorruptEvents(err) lists them with their ordinals).
+	// Any other error returns no records.
 	LoadSince(ctx context.Context, key ThreadKey, cursor uint64) ([]Record, error)
 
 	// Scan is the streaming form of LoadSince for long threads: it yields
 	// the same records in the same order without holding them all in
-	// memory. It yields at most one error, as its last element.
+	// memory. A stored message that is not a valid event is yielded in its
+	// place as a *CorruptEventError, and the sequence goes on after it; any
+	// other error is the last element.
 	Scan(ctx context.Context, key ThreadKey, cursor uint64) iter.Seq2[Record, error]
 
 	// ArchiveBefore removes the thread's events with ordinal <= watermark

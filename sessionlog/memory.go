@@ -2,6 +2,7 @@ package sessionlog
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"iter"
 	"maps"
@@ -30,12 +31,20 @@ var _ Log = (*Memory)(nil)
 
 type memTenant struct {
 	seq     uint64
+	created time.Time
 	threads map[string]*memThread
 }
 
 type memThread struct {
-	live  []Record // ordered by ordinal
+	live  []memRecord // ordered by ordinal
 	dedup map[string]dedupEntry
+}
+
+// memRecord is a stored record; corrupt is set for a message injected with
+// InjectCorrupt, which reads report instead of decoding it.
+type memRecord struct {
+	Record
+	corrupt string
 }
 
 type dedupEntry struct {
@@ -112,7 +121,7 @@ func (m *Memory) Append(ctx context.Context, key ThreadKey, events []Event, opts
 		return 0, fmt.Errorf("%w: expected last ordinal %d, thread has %d", ErrConflict, o.ExpectLast, th.last())
 	}
 	if t == nil {
-		t = &memTenant{threads: make(map[string]*memThread)}
+		t = &memTenant{threads: make(map[string]*memThread), created: now}
 		m.tenants[key.Tenant] = t
 	}
 	if th == nil {
@@ -121,12 +130,61 @@ func (m *Memory) Append(ctx context.Context, key ThreadKey, events []Event, opts
 	}
 	for i := range events {
 		t.seq++
-		th.live = append(th.live, Record{Ordinal: t.seq, Event: storedCopy(&events[i])})
+		th.live = append(th.live, memRecord{Record: Record{Ordinal: t.seq, Event: storedCopy(&events[i])}})
 		th.dedup[events[i].ID] = dedupEntry{ordinal: t.seq, at: now}
 	}
+	m.notify()
+	return t.seq, nil
+}
+
+// notify wakes tailers; m.mu must be held.
+func (m *Memory) notify() {
 	close(m.changed)
 	m.changed = make(chan struct{})
+}
+
+// InjectCorrupt stores, at the thread's next ordinal, a message that is not
+// a valid event, as a foreign writer can on a durable backend, and returns
+// its ordinal. Reads report it as a *CorruptEventError with reason and
+// data, like every backend reports a message that does not follow the
+// protocol; it counts in Head and can be archived. It exists so that code
+// written against the memory log can test how it steps over such messages.
+func (m *Memory) InjectCorrupt(key ThreadKey, reason string, data []byte) (uint64, error) {
+	if err := ValidateKey(key); err != nil {
+		return 0, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	t := m.tenants[key.Tenant]
+	if t == nil {
+		t = &memTenant{threads: make(map[string]*memThread), created: m.now()}
+		m.tenants[key.Tenant] = t
+	}
+	th := t.threads[key.Thread]
+	if th == nil {
+		th = &memThread{dedup: make(map[string]dedupEntry)}
+		t.threads[key.Thread] = th
+	}
+	t.seq++
+	if reason == "" {
+		reason = "injected corrupt message"
+	}
+	th.live = append(th.live, memRecord{
+		Record:  Record{Ordinal: t.seq, Event: Event{Time: StoredTime(m.now()), Data: slices.Clone(data)}},
+		corrupt: reason,
+	})
+	m.notify()
 	return t.seq, nil
+}
+
+// read returns the stored record as a reader gets it: a copy, or the
+// corrupt-event error of an injected message.
+func (r *memRecord) read(key ThreadKey) (Record, error) {
+	if r.corrupt != "" {
+		return Record{Ordinal: r.Ordinal}, &CorruptEventError{Key: key, Ordinal: r.Ordinal, Reason: r.corrupt,
+			Time: r.Time, Data: slices.Clone(r.Data)}
+	}
+	return recordCopy(&r.Record), nil
 }
 
 // last is the thread's last live ordinal; a nil thread has none.
@@ -201,10 +259,19 @@ func (m *Memory) LoadSince(ctx context.Context, key ThreadKey, cursor uint64) ([
 		return nil, nil
 	}
 	out := make([]Record, 0, len(th.live)-i)
+	var corrupt []error
 	for j := i; j < len(th.live); j++ {
-		out = append(out, recordCopy(&th.live[j]))
+		rec, err := th.live[j].read(key)
+		if err != nil {
+			corrupt = append(corrupt, err)
+			continue
+		}
+		out = append(out, rec)
 	}
-	return out, nil
+	if len(out) == 0 {
+		out = nil
+	}
+	return out, errors.Join(corrupt...)
 }
 
 // Scan implements Log. It reads in chunks so that appends are not blocked
@@ -223,7 +290,7 @@ func (m *Memory) Scan(ctx context.Context, key ThreadKey, cursor uint64) iter.Se
 			}
 			recs := m.loadChunk(key, cursor, chunk)
 			for _, r := range recs {
-				if !yield(r, nil) {
+				if !yield(r.read(key)) {
 					return
 				}
 				cursor = r.Ordinal
@@ -235,7 +302,9 @@ func (m *Memory) Scan(ctx context.Context, key ThreadKey, cursor uint64) iter.Se
 	}
 }
 
-func (m *Memory) loadChunk(key ThreadKey, cursor uint64, n int) []Record {
+// loadChunk copies up to n stored records after cursor, so that they can
+// be yielded without holding the lock.
+func (m *Memory) loadChunk(key ThreadKey, cursor uint64, n int) []memRecord {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	th := m.thread(key)
@@ -244,11 +313,7 @@ func (m *Memory) loadChunk(key ThreadKey, cursor uint64, n int) []Record {
 	}
 	i := th.after(cursor)
 	end := min(i+n, len(th.live))
-	out := make([]Record, 0, end-i)
-	for j := i; j < end; j++ {
-		out = append(out, recordCopy(&th.live[j]))
-	}
-	return out
+	return slices.Clone(th.live[i:end])
 }
 
 // thread returns the thread or nil; m.mu must be held.

@@ -11,7 +11,12 @@ import (
 )
 
 func TestMemoryConformance(t *testing.T) {
-	sessionlogtest.Run(t, func(t *testing.T) sessionlog.Log { return sessionlog.NewMemory() })
+	sessionlogtest.Run(t, func(t *testing.T) sessionlog.Log { return sessionlog.NewMemory() },
+		sessionlogtest.WithCorrupter(func(t *testing.T, log sessionlog.Log, key sessionlog.ThreadKey) uint64 {
+			ord, err := log.(*sessionlog.Memory).InjectCorrupt(key, "not an event", []byte("garbage"))
+			require.NoError(t, err)
+			return ord
+		}))
 }
 
 func TestMemoryForgetsIDsAfterTheDuplicateWindow(t *testing.T) {

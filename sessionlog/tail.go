@@ -16,9 +16,11 @@ type TenantRecord struct {
 //
 // A tail first yields every live event after the cursor (catch-up), then
 // each new event as it is appended, in ordinal order, with no gap and no
-// duplicate, until ctx ends: then the sequence ends without an error. An
-// unrecoverable failure (an invalid key, a corrupt event, a permission
-// error) is yielded once as an error, and the sequence ends. Backends hide
+// duplicate, until ctx ends: then the sequence ends without an error. A
+// stored message that is not a valid event is yielded in its place as a
+// *CorruptEventError (matching ErrCorruptEvent) and the tail goes on after
+// it. Any other error is unrecoverable (an invalid key, a permission
+// error): it is yielded once, and the sequence ends. Backends hide
 // transient failures (reconnects, server restarts, leader changes) by
 // resuming after the last yielded ordinal. Breaking out of the loop stops
 // the tail and releases what it holds on the server.
@@ -47,11 +49,7 @@ func (m *Memory) Tail(ctx context.Context, key ThreadKey, cursor uint64) iter.Se
 			return
 		}
 		for rec, err := range m.TailTenant(ctx, key.Tenant, cursor) {
-			if err != nil {
-				yield(Record{}, err)
-				return
-			}
-			if rec.Thread == key.Thread && !yield(rec.Record, nil) {
+			if rec.Thread == key.Thread && !yield(rec.Record, err) {
 				return
 			}
 		}
@@ -67,11 +65,12 @@ func (m *Memory) TailTenant(ctx context.Context, tenant string, cursor uint64) i
 		}
 		for {
 			recs, changed := m.tenantSince(tenant, cursor)
-			for _, r := range recs {
-				if !yield(r, nil) {
+			for _, e := range recs {
+				rec, err := e.rec.read(ThreadKey{Tenant: tenant, Thread: e.thread})
+				if !yield(TenantRecord{Thread: e.thread, Record: rec}, err) {
 					return
 				}
-				cursor = r.Ordinal
+				cursor = e.rec.Ordinal
 			}
 			if len(recs) > 0 {
 				continue // more may have arrived while yielding
@@ -87,7 +86,7 @@ func (m *Memory) TailTenant(ctx context.Context, tenant string, cursor uint64) i
 
 // tenantSince returns the tenant's live records after cursor in ordinal
 // order, and a channel closed at the next append anywhere in the log.
-func (m *Memory) tenantSince(tenant string, cursor uint64) ([]TenantRecord, <-chan struct{}) {
+func (m *Memory) tenantSince(tenant string, cursor uint64) ([]tenantEntry, <-chan struct{}) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	changed := m.changed
@@ -95,12 +94,17 @@ func (m *Memory) tenantSince(tenant string, cursor uint64) ([]TenantRecord, <-ch
 	if t == nil {
 		return nil, changed
 	}
-	var out []TenantRecord
+	var out []tenantEntry
 	for name, th := range t.threads {
 		for i := th.after(cursor); i < len(th.live); i++ {
-			out = append(out, TenantRecord{Thread: name, Record: recordCopy(&th.live[i])})
+			out = append(out, tenantEntry{thread: name, rec: th.live[i]})
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Ordinal < out[j].Ordinal })
+	sort.Slice(out, func(i, j int) bool { return out[i].rec.Ordinal < out[j].rec.Ordinal })
 	return out, changed
+}
+
+type tenantEntry struct {
+	thread string
+	rec    memRecord
 }

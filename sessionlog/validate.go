@@ -34,6 +34,14 @@ const (
 	DefaultDuplicateWindow = 2 * time.Minute
 )
 
+// MinEventTime and MaxEventTime bound Event.Time (in UTC): the years RFC
+// 3339 can write, so that every backend, wire format and sink stores and
+// reads back every time Append accepts.
+var (
+	MinEventTime = time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC)
+	MaxEventTime = time.Date(9999, 12, 31, 23, 59, 59, 999_999_999, time.UTC)
+)
+
 // Limits bound the size of events and appends.
 type Limits struct {
 	MaxEventBytes  int // largest event, measured by EventSize
@@ -169,10 +177,33 @@ func PrepareAppend(key ThreadKey, events []Event, limits Limits, now time.Time) 
 	return nil
 }
 
+// ValidateEvent reports, wrapping ErrInvalidEvent, whether e is not an
+// event Append could have stored: its ID and Type must be set, and they, its
+// metadata and its time must be within the limits Append enforces (the
+// payload may be any bytes). Readers use it on what they read back, which
+// any writer allowed on a thread's subject may have stored.
+func ValidateEvent(e *Event) error {
+	if e.ID == "" {
+		return fmt.Errorf("%w: ID is empty", ErrInvalidEvent)
+	}
+	if e.Time.IsZero() {
+		return fmt.Errorf("%w: time is zero", ErrInvalidEvent)
+	}
+	if err := validateEvent(e); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidEvent, err)
+	}
+	return nil
+}
+
 func validateEvent(e *Event) error {
 	if e.ID != "" {
 		if err := validateLabel(e.ID, MaxIDBytes); err != nil {
 			return fmt.Errorf("ID %q %w", e.ID, err)
+		}
+	}
+	if !e.Time.IsZero() {
+		if u := e.Time.UTC(); u.Before(MinEventTime) || u.After(MaxEventTime) {
+			return fmt.Errorf("time %s is outside years 1 to 9999 UTC", u.Format(time.RFC3339Nano))
 		}
 	}
 	if e.Type == "" {

@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jetsession/jetsession/sessionlog"
 	"github.com/jetsession/jetsession/subjects"
 	"github.com/nats-io/nats-server/v2/server"
 )
@@ -39,11 +40,18 @@ func FuzzRoundTrip(f *testing.F) {
 		if tenant == "" || thread == "" {
 			return
 		}
-		if got, err := subjects.DecodeTenant(subjects.EncodeTenant(tenant)); err != nil || got != tenant {
-			t.Fatalf("tenant %q round trips to %q, %v", tenant, got, err)
+		validTenant := sessionlog.ValidateTenant(tenant) == nil
+		validThread := sessionlog.ValidateKey(sessionlog.ThreadKey{Tenant: "t", Thread: thread}) == nil
+		// An invalid name encodes (the encoding is total) but never decodes
+		// back: decoders yield only valid names.
+		if got, err := subjects.DecodeTenant(subjects.EncodeTenant(tenant)); validTenant != (err == nil) || validTenant && got != tenant {
+			t.Fatalf("tenant %q (valid %v) round trips to %q, %v", tenant, validTenant, got, err)
 		}
-		if got, err := subjects.DecodeThread(subjects.EncodeThread(thread)); err != nil || got != thread {
-			t.Fatalf("thread %q round trips to %q, %v", thread, got, err)
+		if got, err := subjects.DecodeThread(subjects.EncodeThread(thread)); validThread != (err == nil) || validThread && got != thread {
+			t.Fatalf("thread %q (valid %v) round trips to %q, %v", thread, validThread, got, err)
+		}
+		if !validTenant || !validThread {
+			return
 		}
 		subj := s.Subject(tenant, thread)
 		if !server.IsValidLiteralSubject(subj) || strings.Count(subj, ".") != 2 {
@@ -91,18 +99,31 @@ func FuzzInjective(f *testing.F) {
 	})
 }
 
-// FuzzDecodeRefusesNonCanonical: anything that decodes re-encodes to the
-// same token, so two tokens never decode to the same name.
+// FuzzDecodeRefusesNonCanonical: anything that decodes is a valid key part
+// and re-encodes to the same token, so decoding yields only what encoding
+// a valid key could have produced, and two tokens never decode to the same
+// name.
 func FuzzDecodeRefusesNonCanonical(f *testing.F) {
-	for _, s := range []string{"a", "_2e", "_41", "_4", "_zz", "A", "a_5f_", "caf_c3_a9"} {
+	for _, s := range []string{"a", "_2e", "_41", "_4", "_zz", "A", "a_5f_", "caf_c3_a9", "_00", "a_0ab", "_ff", "_c3", "_7f", "_c2_85",
+		strings.Repeat("x", 65), strings.Repeat("_2e", 64), strings.Repeat("y", 257)} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, tok string) {
-		if tenant, err := subjects.DecodeTenant(tok); err == nil && subjects.EncodeTenant(tenant) != tok {
-			t.Fatalf("tenant token %q decodes to %q which encodes to %q", tok, tenant, subjects.EncodeTenant(tenant))
+		if tenant, err := subjects.DecodeTenant(tok); err == nil {
+			if subjects.EncodeTenant(tenant) != tok {
+				t.Fatalf("tenant token %q decodes to %q which encodes to %q", tok, tenant, subjects.EncodeTenant(tenant))
+			}
+			if verr := sessionlog.ValidateTenant(tenant); verr != nil {
+				t.Fatalf("tenant token %q decodes to an invalid tenant %q: %v", tok, tenant, verr)
+			}
 		}
-		if thread, err := subjects.DecodeThread(tok); err == nil && subjects.EncodeThread(thread) != tok {
-			t.Fatalf("thread token %q decodes to %q which encodes to %q", tok, thread, subjects.EncodeThread(thread))
+		if thread, err := subjects.DecodeThread(tok); err == nil {
+			if subjects.EncodeThread(thread) != tok {
+				t.Fatalf("thread token %q decodes to %q which encodes to %q", tok, thread, subjects.EncodeThread(thread))
+			}
+			if verr := sessionlog.ValidateKey(sessionlog.ThreadKey{Tenant: "t", Thread: thread}); verr != nil {
+				t.Fatalf("thread token %q decodes to an invalid thread %q: %v", tok, thread, verr)
+			}
 		}
 	})
 }

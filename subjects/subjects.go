@@ -26,6 +26,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/jetsession/jetsession/sessionlog"
 )
 
 // Defaults for Scheme.
@@ -35,10 +37,10 @@ const (
 
 	// MaxStreamName is the longest stream name the NATS server accepts.
 	MaxStreamName = 255
-	// MaxTenantBytes and MaxThreadBytes mirror sessionlog's key limits; an
+	// MaxTenantBytes and MaxThreadBytes are sessionlog's key limits; an
 	// encoded tenant is at most 3*MaxTenantBytes long.
-	MaxTenantBytes = 64
-	MaxThreadBytes = 256
+	MaxTenantBytes = sessionlog.MaxTenantBytes
+	MaxThreadBytes = sessionlog.MaxThreadBytes
 )
 
 // ErrInvalidName is returned when a stream name or subject does not belong
@@ -155,11 +157,31 @@ func EncodeTenant(tenant string) string { return encode(tenant, false) }
 func EncodeThread(thread string) string { return encode(thread, true) }
 
 // DecodeTenant reverses EncodeTenant. It refuses every string EncodeTenant
-// cannot produce, so decoding is injective too.
-func DecodeTenant(token string) (string, error) { return decode(token, false) }
+// cannot produce from a valid tenant (sessionlog.ValidateTenant), so
+// decoding is injective and only ever yields valid names.
+func DecodeTenant(token string) (string, error) {
+	tenant, err := decode(token, false)
+	if err != nil {
+		return "", err
+	}
+	if err := sessionlog.ValidateTenant(tenant); err != nil {
+		return "", fmt.Errorf("token %q decodes to an invalid tenant: %w", token, err)
+	}
+	return tenant, nil
+}
 
-// DecodeThread reverses EncodeThread, refusing what it cannot produce.
-func DecodeThread(token string) (string, error) { return decode(token, true) }
+// DecodeThread reverses EncodeThread, refusing what it cannot produce from
+// a valid thread name.
+func DecodeThread(token string) (string, error) {
+	thread, err := decode(token, true)
+	if err != nil {
+		return "", err
+	}
+	if err := sessionlog.ValidateKey(sessionlog.ThreadKey{Tenant: "t", Thread: thread}); err != nil {
+		return "", fmt.Errorf("token %q decodes to an invalid thread: %w", token, err)
+	}
+	return thread, nil
+}
 
 func keep(c byte, upper bool) bool {
 	return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || upper && c >= 'A' && c <= 'Z'

@@ -46,6 +46,10 @@ func TestParseRefusesForeignNames(t *testing.T) {
 		"jetsession.acme.a_2",  // truncated escape
 		"jetsession.acme.a_41", // escape of a kept byte: not canonical
 		"jetsession.acme.a_4G", "jetsession.acme.a_4A", "jetsession.acme.a%b",
+		// Canonical escapes of names no key may have.
+		"jetsession.acme._00", "jetsession.acme.a_0ab", "jetsession.acme._ff", "jetsession.acme._c3",
+		"jetsession.acme._7f", "jetsession.acme._c2_85", "jetsession._00.t",
+		"jetsession.acme." + strings.Repeat("y", 257), "jetsession." + strings.Repeat("x", 65) + ".t",
 	} {
 		_, _, err := s.ParseSubject(subj)
 		require.ErrorIs(t, err, subjects.ErrInvalidName, subj)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -29,8 +30,9 @@ type config struct {
 	PostgresURL   string
 	PostgresTable string
 
-	HTTPAddr string
-	Demo     bool
+	HTTPAddr   string
+	Demo       bool
+	Quarantine string
 
 	SubjectPrefix string
 	StreamPrefix  string
@@ -71,6 +73,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.DurationVar(&c.ParquetAge, "parquet-max-age", time.Minute, "longest time Parquet rows stay buffered before a file is written")
 	fs.StringVar(&c.PostgresURL, "postgres-url", "", "PostgreSQL connection string for the postgres sink (env DATABASE_URL too)")
 	fs.StringVar(&c.PostgresTable, "postgres-table", "jetsession_events", "PostgreSQL table for events; positions go to <table>_positions")
+	fs.StringVar(&c.Quarantine, "quarantine", "", "JSON lines file keeping messages that are not valid events (default <data-dir>/bridge/quarantine.jsonl)")
 	fs.StringVar(&c.HTTPAddr, "http", "127.0.0.1:9464", "address for /metrics and /healthz; empty disables it")
 	fs.BoolVar(&c.Demo, "demo", false, "also run a small synthetic agent fleet appending events")
 	fs.StringVar(&c.SubjectPrefix, "subject-prefix", subjects.DefaultSubjectPrefix, "subject prefix of thread subjects")
@@ -115,6 +118,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	}
 	if c.ParquetDir == "" {
 		c.ParquetDir = c.DataDir + string(os.PathSeparator) + "parquet"
+	}
+	if c.Quarantine == "" {
+		c.Quarantine = filepath.Join(c.DataDir, "bridge", "quarantine.jsonl")
 	}
 	return c, c.validate()
 }

@@ -124,10 +124,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 	}()
 
+	quarantine, err := bridge.OpenQuarantineFile(cfg.Quarantine, 64<<20)
+	if err != nil {
+		return err
+	}
+	defer quarantine.Close()
+
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	b, err := bridge.New(bridge.Config{
-		Conn: nc, Log: log, Sink: sink, Logger: logger, Metrics: bridge.NewMetrics(reg),
+		Source: log, Sink: sink, Quarantine: quarantine, Logger: logger, Metrics: bridge.NewMetrics(reg),
 		BatchSize: cfg.BatchSize, FlushInterval: cfg.FlushInterval, DiscoverInterval: cfg.DiscoverInterval,
 		CatchUpConcurrency: cfg.CatchUp,
 	})
@@ -211,11 +217,22 @@ func httpHandler(b *bridge.Bridge, reg *prometheus.Registry) http.Handler {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		// One tenant the sink refuses is reported, not made a failure of
+		// the whole bridge: restarting it would not help that tenant and
+		// would stall every other.
+		stuck := b.Stuck()
 		if !b.Healthy() {
-			http.Error(w, "unhealthy: NATS disconnected or the last sink write failed", http.StatusServiceUnavailable)
-			return
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, "unhealthy: NATS disconnected or the sink refused the last batch")
+		} else {
+			fmt.Fprintln(w, "ok")
 		}
-		fmt.Fprintln(w, "ok")
+		if len(stuck) > 0 {
+			fmt.Fprintf(w, "%d tenants stuck (the sink refuses their rows; they are retried, the others flow):\n", len(stuck))
+			for _, s := range stuck {
+				fmt.Fprintf(w, "  %q since %s: %v\n", s.Tenant, s.Since.UTC().Format(time.RFC3339), s.Err)
+			}
+		}
 	})
 	return mux
 }

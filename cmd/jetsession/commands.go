@@ -68,12 +68,12 @@ func runTenants(ctx context.Context, sio stdio, args []string) error {
 	if err != nil {
 		return c.explain(err)
 	}
-	slices.SortFunc(tenants, func(a, b jetstream.TenantInfo) int { return strings.Compare(a.Tenant, b.Tenant) })
+	slices.SortFunc(tenants, func(a, b sessionlog.TenantInfo) int { return strings.Compare(a.Tenant, b.Tenant) })
 	if cf.json {
 		enc := newEncoder(sio.stdout)
 		for _, t := range tenants {
 			err := enc.Encode(map[string]any{
-				"tenant": t.Tenant, "stream": t.Stream, "events": t.Events, "threads": t.Threads,
+				"tenant": t.Tenant, "stream": c.cf.scheme.Stream(t.Tenant), "events": t.Events, "threads": t.Threads,
 				"first_ordinal": t.FirstOrdinal, "last_ordinal": t.LastOrdinal, "bytes": t.Bytes,
 				"replicas": t.Replicas, "created": t.Created.UTC(),
 			})
@@ -236,6 +236,9 @@ func runLoad(ctx context.Context, sio stdio, args []string) error {
 	p := newRecordPrinter(sio.stdout, cf.json, key.Tenant, false)
 	var n, last uint64
 	for rec, err := range c.log.Scan(ctx, key, since) {
+		if c.skipCorrupt(sio.stderr, err) {
+			continue
+		}
 		if err != nil {
 			return c.explain(err)
 		}
@@ -329,6 +332,9 @@ func runTail(ctx context.Context, sio stdio, args []string) error {
 	p := newRecordPrinter(sio.stdout, cf.json, key.Tenant, key.Thread == "")
 	if key.Thread != "" {
 		for rec, err := range c.log.Tail(ctx, key, since) {
+			if c.skipCorrupt(sio.stderr, err) {
+				continue
+			}
 			if err != nil {
 				return c.explain(err)
 			}
@@ -339,6 +345,9 @@ func runTail(ctx context.Context, sio stdio, args []string) error {
 		return nil
 	}
 	for rec, err := range c.log.TailTenant(ctx, key.Tenant, since) {
+		if c.skipCorrupt(sio.stderr, err) {
+			continue
+		}
 		if err != nil {
 			return c.explain(err)
 		}

@@ -220,6 +220,22 @@ func (c *client) explain(err error) error {
 	return err
 }
 
+// skipCorrupt reports on w, and steps over, a stored message that is not a
+// valid event: reads go on past it, as they do in the library.
+func (c *client) skipCorrupt(w io.Writer, err error) bool {
+	var ce *sessionlog.CorruptEventError
+	if !errors.As(err, &ce) {
+		return false
+	}
+	thread := clean(truncate(ce.Key.Thread, 80))
+	if ce.Key.Thread == "" {
+		thread = "subject " + clean(truncate(ce.Subject, 80))
+	}
+	fmt.Fprintf(w, "skipping ordinal %d of tenant %s (%s): not a valid event: %s (a client outside jetsession wrote it; inspect it with 'nats stream get %s %d')\n",
+		ce.Ordinal, clean(ce.Key.Tenant), thread, clean(truncate(ce.Reason, 200)), c.cf.scheme.Stream(ce.Key.Tenant), ce.Ordinal)
+	return true
+}
+
 // explainPermission says which right is missing: the reply subjects of
 // requests, or the JetStream API and the tenant's subjects.
 func explainPermission(err error, apiPrefix string) error {

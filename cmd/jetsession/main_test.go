@@ -281,13 +281,17 @@ func TestForeignPayloads(t *testing.T) {
 	assert.Contains(t, out, `plain\u000atext \u001b[31mred\u202e`)
 	assert.NotContains(t, out, "\x1b")
 
-	// A message without the event headers is reported, never skipped.
+	// A message without the event headers is reported with its ordinal,
+	// and the events after it are still printed.
 	_, err = nc.Request("jetsession.acme.raw", []byte("{}"), 5*time.Second)
 	require.NoError(t, err)
+	_, err = log.Append(ctx, key, []sessionlog.Event{{Type: "after", Data: []byte(`{"after":true}`)}})
+	require.NoError(t, err)
 	r := cli(t, e, "", "load", "acme", "raw")
-	assert.Equal(t, exitRuntime, r.code)
-	assert.Contains(t, r.stderr, "undecodable message at ordinal 3")
+	assert.Equal(t, 0, r.code)
+	assert.Contains(t, r.stderr, "skipping ordinal 3 of tenant acme (raw): not a valid event: no Nats-Msg-Id header")
 	assert.Contains(t, r.stderr, "nats stream get jetsession-acme 3")
+	assert.Contains(t, r.stdout, `{"after":true}`)
 }
 
 func TestTailThread(t *testing.T) {

@@ -374,7 +374,7 @@ func TestRoles(t *testing.T) {
 		dir := t.TempDir()
 		sink, err := jsonl.NewFiles(dir)
 		require.NoError(t, err)
-		b, err := bridge.New(bridge.Config{Conn: br.nc, Log: brLog, Sink: sink, BatchSize: 100,
+		b, err := bridge.New(bridge.Config{Source: brLog, Sink: sink, BatchSize: 100,
 			FlushInterval: 20 * time.Millisecond, DiscoverInterval: 100 * time.Millisecond, ProgressInterval: -1,
 			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 		require.NoError(t, err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jetsession/jetsession/sessionlog"
 	"github.com/stretchr/testify/require"
@@ -48,6 +49,10 @@ func InvalidEvents() map[string]sessionlog.Event {
 		"metadata value not UTF-8":       {Type: "t", Meta: map[string]string{"k": "\xff"}},
 		"too many metadata entries":      {Type: "t", Meta: manyMeta},
 		"metadata larger than the bound": {Type: "t", Meta: map[string]string{"k": strings.Repeat("v", sessionlog.MaxMetaBytes)}},
+		"time after year 9999":           {Type: "t", Time: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)},
+		"time before year 1":             {Type: "t", Time: time.Date(0, 12, 31, 23, 59, 59, 0, time.UTC)},
+		"time in year -1":                {Type: "t", Time: time.Date(-1, 6, 1, 0, 0, 0, 0, time.UTC)},
+		"time past 9999 in UTC only":     {Type: "t", Time: time.Date(9999, 12, 31, 23, 0, 0, 0, time.FixedZone("UTC-2", -2*3600))},
 	}
 }
 
@@ -143,11 +148,26 @@ var badInputRules = []rule{
 	{"errors are distinct sentinels", func(t *testing.T, _ sessionlog.Log) {
 		all := []error{sessionlog.ErrInvalidKey, sessionlog.ErrInvalidEvent, sessionlog.ErrEventTooLarge,
 			sessionlog.ErrBatchTooLarge, sessionlog.ErrConflict, sessionlog.ErrPartialRetry,
-			sessionlog.ErrQuotaExceeded, sessionlog.ErrCorruptEvent}
+			sessionlog.ErrQuotaExceeded, sessionlog.ErrCorruptEvent, sessionlog.ErrStorageFull}
 		for i, a := range all {
 			for j, b := range all {
-				require.Equal(t, i == j, errors.Is(a, b), "%v vs %v", a, b)
+				// A full server is a lack of room too.
+				want := i == j || a == sessionlog.ErrStorageFull && b == sessionlog.ErrQuotaExceeded
+				require.Equal(t, want, errors.Is(a, b), "%v vs %v", a, b)
 			}
+		}
+	}},
+	{"times at the edges of years 1 and 9999 round trip", func(t *testing.T, log sessionlog.Log) {
+		in := []sessionlog.Event{
+			{Type: "t", Time: time.Date(1, 1, 1, 0, 0, 0, 1, time.UTC)},
+			{Type: "t", Time: sessionlog.MaxEventTime},
+			{Type: "t", Time: time.Date(10000, 1, 1, 1, 0, 0, 0, time.FixedZone("UTC+2", 2*3600))},
+		}
+		mustAppend(t, log, keyA, in)
+		recs := mustLoad(t, log, keyA, 0)
+		require.Len(t, recs, len(in))
+		for i, r := range recs {
+			require.True(t, in[i].Time.Equal(r.Time), "time %v read back as %v", in[i].Time, r.Time)
 		}
 	}},
 }

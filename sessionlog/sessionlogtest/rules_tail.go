@@ -61,16 +61,26 @@ func startTail(ctx context.Context, tl sessionlog.Tailer, key sessionlog.ThreadK
 // take waits for n records from a tail, failing on an error or a timeout.
 func take(t *testing.T, ch <-chan tailItem, n int) []tailItem {
 	t.Helper()
+	out := takeItems(t, ch, n)
+	for _, it := range out {
+		require.NoError(t, it.err)
+	}
+	return out
+}
+
+// takeItems waits for n items from a tail, records or errors, failing if
+// the tail ends or they do not arrive within a minute.
+func takeItems(t *testing.T, ch <-chan tailItem, n int) []tailItem {
+	t.Helper()
 	out := make([]tailItem, 0, n)
 	timeout := time.After(time.Minute)
 	for len(out) < n {
 		select {
 		case it, ok := <-ch:
-			require.True(t, ok, "the tail ended after %d of %d records", len(out), n)
-			require.NoError(t, it.err)
+			require.True(t, ok, "the tail ended after %d of %d items", len(out), n)
 			out = append(out, it)
 		case <-timeout:
-			t.Fatalf("only %d of %d records arrived within a minute", len(out), n)
+			t.Fatalf("only %d of %d items arrived within a minute", len(out), n)
 		}
 	}
 	return out

@@ -9,6 +9,10 @@
 // factory. The factory must return a log with the default limits and
 // duplicate window, whose storage is empty (backends sharing a server give
 // each log its own names).
+//
+// The rules for messages that do not follow the protocol need a way to
+// store one, as a foreign writer would: pass WithCorrupter. Without it
+// those rules are skipped, saying so.
 package sessionlogtest
 
 import (
@@ -20,14 +24,34 @@ import (
 // Factory returns a fresh, empty log for one subtest.
 type Factory func(t *testing.T) sessionlog.Log
 
+// Corrupter stores on the thread key of log (made by the factory) one
+// message that is not a valid event, the way a writer that ignores the
+// protocol could, and returns its ordinal.
+type Corrupter func(t *testing.T, log sessionlog.Log, key sessionlog.ThreadKey) uint64
+
+// Option configures Run.
+type Option func(*options)
+
+type options struct {
+	corrupt Corrupter
+}
+
+// WithCorrupter enables the rules on messages that do not follow the
+// protocol, storing them with c.
+func WithCorrupter(c Corrupter) Option { return func(o *options) { o.corrupt = c } }
+
 type rule struct {
 	name string
 	run  func(t *testing.T, log sessionlog.Log)
 }
 
 // Run runs every rule of the contract against logs from newLog.
-func Run(t *testing.T, newLog Factory) {
+func Run(t *testing.T, newLog Factory, opts ...Option) {
 	t.Helper()
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	groups := []struct {
 		name  string
 		rules []rule
@@ -44,6 +68,7 @@ func Run(t *testing.T, newLog Factory) {
 		{"bad input", badInputRules},
 		{"head", headRules},
 		{"tailing", tailRules},
+		{"foreign messages", foreignRules(o.corrupt)},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {

@@ -1,0 +1,31 @@
+package bridge
+
+import (
+	"context"
+	"iter"
+
+	"github.com/jetsession/jetsession/sessionlog"
+)
+
+// Source is what the bridge follows: every tenant of a deployment. It
+// lists tenants with their heads, scans a tenant's backlog in bounded
+// chunks and tails it live. *jetstream.Log and *sessionlog.Memory satisfy
+// it. Everything a Source yields is treated as untrusted: records are
+// checked again before they reach a sink.
+type Source interface {
+	sessionlog.TenantReader
+	TailTenant(ctx context.Context, tenant string, cursor uint64) iter.Seq2[sessionlog.TenantRecord, error]
+}
+
+// TenantWatcher is implemented by sources that can announce new tenants
+// (JetStream's stream-creation advisories), so that the bridge follows them
+// at once instead of at its next listing.
+type TenantWatcher interface {
+	WatchTenants(ctx context.Context, changed func()) (stop func(), err error)
+}
+
+// ConnectionChecker is implemented by sources that depend on a connection;
+// the bridge reports itself unhealthy while it is down.
+type ConnectionChecker interface {
+	Connected() bool
+}
