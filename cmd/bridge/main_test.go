@@ -204,7 +204,7 @@ func TestParquetAndJSONLinesSinksAtOnce(t *testing.T) {
 			require.Equal(t, rec.Type, r.Type)
 			require.Equal(t, string(rec.Data), *r.Data)
 			require.Equal(t, rec.Meta, r.Meta)
-			require.WithinDuration(t, rec.Time, r.Time, time.Microsecond)
+			require.WithinDuration(t, rec.Time, time.UnixMicro(r.Time), time.Microsecond)
 		}
 	}
 }
