@@ -65,13 +65,13 @@ type Sink interface {
 	// Rows may be delivered again: after a restart, rows after the
 	// committed positions are; a failed Write is retried with the same
 	// rows; and a Multi hands every sink the rows after the lowest of their
-	// positions. A sink stores a row at or below a position it already
-	// holds for its tenant at most once, and a row after it either once
-	// (sinks that deduplicate on the key (tenant, thread, ordinal)) or
-	// possibly twice.
+	// positions. A row at or below the position a sink has committed for
+	// its tenant is stored already and must not be stored again; a row
+	// after it may be stored twice, unless the sink deduplicates on the
+	// key (tenant, thread, ordinal).
 	//
-	// Write must not keep rows' slices or maps after it returns: the caller
-	// may reuse them.
+	// Write must not modify the rows, nor keep their slices or maps after
+	// it returns: the caller may reuse them.
 	Write(ctx context.Context, rows []Row, pos Positions) error
 
 	// Flush makes everything written so far durable and commits its

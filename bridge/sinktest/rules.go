@@ -262,6 +262,26 @@ func redeliveryAfterCrash(e *env) {
 	e.close(s)
 }
 
+func callerReusesRows(e *env) {
+	g := newGen()
+	s := e.open()
+	rows := interleave(g.rows("acme", 4), g.rows("globex", 4))
+	e.write(s, rows, positionsOf(rows)) // records copies
+	// The bridge may reuse a batch's memory for the next one.
+	for i := range rows {
+		for j := range rows[i].Data {
+			rows[i].Data[j] = 'X'
+		}
+		for k := range rows[i].Meta {
+			rows[i].Meta[k] = "changed after Write"
+		}
+		rows[i].Meta = nil
+	}
+	e.flush(s)
+	e.requireOnce(e.stored())
+	e.close(s)
+}
+
 func jsonPayloads(e *env) {
 	payloads := jsonPayloadList()
 	for _, p := range payloads {

@@ -47,6 +47,7 @@
 //   - rows delivered again after a crash are stored twice only after the
 //     position committed when they were delivered again (never, for sinks
 //     that deduplicate);
+//   - rows handed to Write may be reused by the caller once it returns;
 //   - JSON payloads round-trip as the same JSON value;
 //   - other payloads round-trip byte for byte;
 //   - tenants, threads, IDs and types at the engine's limits round-trip;
@@ -145,6 +146,7 @@ var rules = []rule{
 	{"a failed commit leaves positions behind their rows, is reported, and a retried batch completes it", failedCommit},
 	{"a batch delivered again after its commit is not stored twice", redeliveryAfterCommit},
 	{"rows delivered again after a crash are stored twice only after the committed position", redeliveryAfterCrash},
+	{"rows handed to Write may be reused by the caller once it returns", callerReusesRows},
 	{"JSON payloads round-trip as the same JSON value", jsonPayloads},
 	{"other payloads round-trip byte for byte: binary, invalid UTF-8, text, empty, 1 MiB", otherPayloads},
 	{"tenants, threads, IDs and types at the engine's limits round-trip exactly", keysAtTheLimits},
