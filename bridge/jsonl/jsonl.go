@@ -317,7 +317,7 @@ func Read(r io.Reader) iter.Seq2[bridge.Row, error] {
 				return
 			}
 			if err != nil {
-				yield(bridge.Row{}, fmt.Errorf("jsonl: reading line %d: %w", n+1, err))
+				yield(bridge.Row{}, fmt.Errorf("jsonl: reading line %d: %w", n, err))
 				return
 			}
 		}

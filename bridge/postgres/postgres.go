@@ -105,9 +105,9 @@ var _ bridge.Sink = (*Sink)(nil)
 // New connects to the database at dsn (a URL or key=value string as libpq
 // accepts) and creates the tables if they do not exist, adding the meta_raw
 // column to an events table that lacks it (taking a brief exclusive lock on
-// the table, only then). ctx bounds the
-// connection and the DDL; add connect_timeout to the DSN to bound the
-// reconnections of later calls otherwise than by their contexts.
+// the table, only then). ctx bounds the connection and the DDL; add
+// connect_timeout to the DSN to bound the reconnections of later calls
+// otherwise than by their contexts.
 func New(ctx context.Context, dsn string, opts ...Option) (*Sink, error) {
 	cfg := config{table: DefaultTable}
 	for _, opt := range opts {

@@ -2,7 +2,7 @@
 // Run checks every rule of the Sink contract as a subtest named by the rule
 // it checks, so that a failure reads as the broken promise:
 //
-//	--- FAIL: TestConformance/after_a_crash,_committed_positions_cover_only_stored_rows
+//	--- FAIL: TestConformance/positions_never_move_back
 //
 // A sink package runs it in one test, with a harness that opens the sink on
 // fresh storage, reopens it on the same storage, and reads back what it
