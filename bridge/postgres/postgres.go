@@ -33,6 +33,9 @@ import (
 	"github.com/jetsession/jetsession/bridge"
 )
 
+// ErrClosed is returned by Positions and Write after Close.
+var ErrClosed = errors.New("postgres: sink is closed")
+
 // DefaultTable is the events table unless WithTable says otherwise.
 const DefaultTable = "jetsession_events"
 
@@ -209,7 +212,7 @@ func (s *Sink) createTables(ctx context.Context, conn *pgx.Conn) error {
 // (a cancelled query closes it, for instance).
 func (s *Sink) connLocked(ctx context.Context) (*pgx.Conn, error) {
 	if s.closed {
-		return nil, errors.New("postgres: sink is closed")
+		return nil, ErrClosed
 	}
 	if s.conn != nil && !s.conn.IsClosed() {
 		return s.conn, nil
@@ -322,7 +325,8 @@ func (s *Sink) insertRows(ctx context.Context, tx pgx.Tx, n int) error {
 // Flush does nothing: Write commits before it returns.
 func (s *Sink) Flush(ctx context.Context) error { return nil }
 
-// Close closes the connection. Later calls fail.
+// Close closes the connection. Later calls of Positions and Write fail with
+// ErrClosed.
 func (s *Sink) Close(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()

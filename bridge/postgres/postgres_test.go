@@ -452,9 +452,9 @@ func TestNewAgainKeepsData(t *testing.T) {
 	ctx := context.Background()
 	require.NoError(t, s.Write(ctx, someRows("a", "x", 1, 3), bridge.Positions{"a": 3}))
 	require.NoError(t, s.Close(ctx))
-	require.ErrorContains(t, s.Write(ctx, someRows("a", "x", 4, 1), nil), "closed")
+	require.ErrorIs(t, s.Write(ctx, someRows("a", "x", 4, 1), nil), postgres.ErrClosed)
 	_, err := s.Positions(ctx)
-	require.ErrorContains(t, err, "closed")
+	require.ErrorIs(t, err, postgres.ErrClosed)
 	require.NoError(t, s.Close(ctx), "closing twice")
 
 	var wg sync.WaitGroup
