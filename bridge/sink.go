@@ -9,8 +9,8 @@
 // ordinal, event_id, type, time, data (the payload when it is JSON),
 // data_raw (the payload's bytes when it is not) and meta. Row's JSON record
 // encoding (MarshalJSON, JSONEncoder) is the one the JSON-lines sink writes
-// and the jetsession command prints. The package bridge/sinktest checks a
-// Sink against the contract below.
+// and the jetsession command prints. Package bridge/sinktest checks an
+// implementation against the Sink contract.
 package bridge
 
 import (
