@@ -104,7 +104,7 @@ type line struct {
 	Tenant  string          `json:"tenant"`
 	Thread  string          `json:"thread"`
 	Ordinal uint64          `json:"ordinal"`
-	ID      string          `json:"id"`
+	ID      string          `json:"event_id"`
 	Type    string          `json:"type"`
 	Data    json.RawMessage `json:"data"`
 }

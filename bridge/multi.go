@@ -3,13 +3,18 @@ package bridge
 import (
 	"context"
 	"errors"
+	"fmt"
+	"maps"
 	"strings"
 )
 
 // Multi delivers to several sinks. Its position for a tenant is the lowest
 // of its sinks' positions, so a restart replays to every sink whatever any
-// of them had not stored yet (rows that a sink already has are delivered to
-// it again: at least once).
+// of them had not stored yet. Rows that a sink already has are delivered to
+// it again, which the Sink contract makes harmless: at or below a sink's
+// position, a sink does not store them twice. Write hands the rows to each
+// sink in turn and stops at the first error; the bridge then retries the
+// whole batch, the sinks before the failing one included.
 type Multi []Sink
 
 var _ Sink = Multi(nil)
@@ -23,21 +28,22 @@ func (m Multi) Name() string {
 	return strings.Join(names, "+")
 }
 
-// Positions implements Sink.
+// Positions implements Sink: for each tenant, the lowest position of the
+// sinks, a tenant unknown to one of them having none.
 func (m Multi) Positions(ctx context.Context) (Positions, error) {
 	var out Positions
 	for i, s := range m {
 		pos, err := s.Positions(ctx)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("bridge: positions of sink %s: %w", s.Name(), err)
 		}
 		if i == 0 {
-			out = pos
+			out = maps.Clone(pos) // the sink's own map may be its state
 			continue
 		}
 		for t, o := range out {
-			if p, ok := pos[t]; !ok || p < o {
-				out[t] = p // a tenant unknown to one sink starts from 0
+			if p := pos[t]; p < o {
+				out[t] = p
 			}
 		}
 	}
@@ -51,7 +57,7 @@ func (m Multi) Positions(ctx context.Context) (Positions, error) {
 func (m Multi) Write(ctx context.Context, rows []Row, pos Positions) error {
 	for _, s := range m {
 		if err := s.Write(ctx, rows, pos); err != nil {
-			return err
+			return fmt.Errorf("bridge: writing to sink %s: %w", s.Name(), err)
 		}
 	}
 	return nil

@@ -4,6 +4,13 @@
 // the data, so a restart resumes where the sink's durable data ends, and a
 // crash replays at most what was not yet committed. Rows carry a stable key
 // (tenant, thread, ordinal, event ID) so a sink can make redelivery a no-op.
+//
+// Every sink names the fields of a row the same way: tenant, thread,
+// ordinal, event_id, type, time, data (the payload when it is JSON),
+// data_raw (the payload's bytes when it is not) and meta. Row's JSON record
+// encoding (MarshalJSON, JSONEncoder) is the one the JSON-lines sink writes
+// and the jetsession command prints. Package bridge/sinktest checks an
+// implementation against the Sink contract.
 package bridge
 
 import (
@@ -11,16 +18,22 @@ import (
 	"time"
 )
 
-// Row is one event as delivered to a sink.
+// Row is one event as delivered to a sink. The bridge hands sinks rows
+// within the limits of package sessionlog: tenant, thread, ID and type are
+// UTF-8 without control characters (at most 64, 256, 128 and 128 bytes),
+// metadata has at most 64 entries and 4096 bytes (keys without control
+// characters, values any UTF-8, NUL included), times are between the years
+// 1 and 9999, ordinals between 1 and 2^63-1, and payloads any bytes up to
+// about 1 MB. A sink must store every such row.
 type Row struct {
-	Tenant  string            `json:"tenant"`
-	Thread  string            `json:"thread"`
-	Ordinal uint64            `json:"ordinal"`
-	ID      string            `json:"id"`
-	Type    string            `json:"type"`
-	Time    time.Time         `json:"time"`
-	Data    []byte            `json:"data,omitempty"`
-	Meta    map[string]string `json:"meta,omitempty"`
+	Tenant  string
+	Thread  string
+	Ordinal uint64
+	ID      string // the event ID, stored as event_id
+	Type    string
+	Time    time.Time
+	Data    []byte // the payload; empty when the event has none
+	Meta    map[string]string
 }
 
 // Positions maps a tenant to the last ordinal delivered for it.
@@ -28,22 +41,37 @@ type Positions map[string]uint64
 
 // Sink is an analytics destination. The bridge calls Write from one
 // goroutine at a time, with rows of each tenant in ordinal order.
+//
+// Package bridge/sinktest holds a conformance suite for implementations.
 type Sink interface {
 	// Name identifies the sink in logs and metrics, e.g. "postgres".
 	Name() string
 
 	// Positions returns the positions the sink has durably committed: for
 	// each tenant, every row up to that ordinal is stored. The bridge
-	// resumes each tenant after its position.
+	// resumes each tenant after its position. A tenant without a position
+	// starts from the beginning.
 	Positions(ctx context.Context) (Positions, error)
 
 	// Write hands rows to the sink together with the positions they reach.
-	// A sink may store them at once or buffer them, but it must never
-	// commit a position before the rows up to it are durable, and it should
-	// commit the rows and positions together (one transaction, or data
-	// first then positions), so that a crash at any point loses nothing:
-	// rows delivered again after a restart are no-ops where the sink
-	// deduplicates on the row key, or duplicates where it cannot.
+	// A position may also advance without rows (events the bridge passed
+	// over). A sink may store rows at once or buffer them, but it must
+	// never commit a position before the rows up to it are durable, and it
+	// should commit the rows and positions together (one transaction, or
+	// data first then positions), so that a crash at any point loses
+	// nothing. Positions never move back: a lower position than one
+	// already held is ignored.
+	//
+	// Rows may be delivered again: after a restart, rows after the
+	// committed positions are; a failed Write is retried with the same
+	// rows; and a Multi hands every sink the rows after the lowest of their
+	// positions. A row at or below the position a sink has committed for
+	// its tenant is stored already and must not be stored again; a row
+	// after it may be stored twice, unless the sink deduplicates on the
+	// key (tenant, thread, ordinal).
+	//
+	// Write must not modify the rows, nor keep their slices or maps after
+	// it returns: the caller may reuse them.
 	Write(ctx context.Context, rows []Row, pos Positions) error
 
 	// Flush makes everything written so far durable and commits its

@@ -5,15 +5,106 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/require"
+
 	"github.com/jetsession/jetsession/bridge"
 	"github.com/jetsession/jetsession/bridge/jsonl"
-	"github.com/stretchr/testify/require"
+	"github.com/jetsession/jetsession/bridge/sinktest"
 )
+
+func collect(t *testing.T, seq func(func(bridge.Row, error) bool)) []bridge.Row {
+	t.Helper()
+	var rows []bridge.Row
+	for r, err := range seq {
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows = append(rows, r)
+	}
+	return rows
+}
+
+// breakPositions puts a folder where the positions file goes, so that
+// saving positions fails (renaming a file over a folder does), and returns
+// a function restoring the file.
+func breakPositions(t *testing.T, path string) func() {
+	t.Helper()
+	saved, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Fatal(err)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(path, "in-the-way"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		if err := os.RemoveAll(path); err != nil {
+			t.Fatal(err)
+		}
+		if saved != nil {
+			if err := os.WriteFile(path, saved, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+func TestFilesConform(t *testing.T) {
+	sinktest.Run(t, func(t *testing.T) sinktest.Harness {
+		dir := t.TempDir()
+		return sinktest.Harness{
+			Open: func(t *testing.T) bridge.Sink {
+				// Small files, so that the suite's rows span several.
+				s, err := jsonl.NewFiles(dir, jsonl.WithMaxFileBytes(4096))
+				require.NoError(t, err)
+				return s
+			},
+			Stored: func(t *testing.T) []bridge.Row { return collect(t, jsonl.ReadFiles(dir)) },
+			BreakCommits: func(t *testing.T) func() {
+				return breakPositions(t, filepath.Join(dir, jsonl.PositionsFile))
+			},
+		}
+	})
+}
+
+func TestWriterConforms(t *testing.T) {
+	sinktest.Run(t, func(t *testing.T) sinktest.Harness {
+		dir := t.TempDir()
+		out := filepath.Join(dir, "stdout.jsonl")
+		posPath := filepath.Join(dir, "state", "positions.json")
+		return sinktest.Harness{
+			// Like standard output redirected to a file, opened again by
+			// each run.
+			Open: func(t *testing.T) bridge.Sink {
+				f, err := os.OpenFile(out, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+				require.NoError(t, err)
+				t.Cleanup(func() { f.Close() })
+				s, err := jsonl.NewWriter(f, posPath)
+				require.NoError(t, err)
+				return s
+			},
+			Stored: func(t *testing.T) []bridge.Row {
+				f, err := os.Open(out)
+				if errors.Is(err, os.ErrNotExist) {
+					return nil
+				}
+				require.NoError(t, err)
+				defer f.Close()
+				return collect(t, jsonl.Read(f))
+			},
+			BreakCommits: func(t *testing.T) func() { return breakPositions(t, posPath) },
+		}
+	})
+}
 
 func rows(tenant string, from, n int) []bridge.Row {
 	out := make([]bridge.Row, n)
@@ -24,7 +115,7 @@ func rows(tenant string, from, n int) []bridge.Row {
 	return out
 }
 
-func TestWriterWritesOneObjectPerLineThenSavesPositions(t *testing.T) {
+func TestWriterWritesOneRecordPerLineThenSavesPositions(t *testing.T) {
 	var out bytes.Buffer
 	posPath := filepath.Join(t.TempDir(), "state", "pos.json")
 	s, err := jsonl.NewWriter(&out, posPath)
@@ -35,10 +126,10 @@ func TestWriterWritesOneObjectPerLineThenSavesPositions(t *testing.T) {
 	require.NoError(t, s.Write(ctx, batch, bridge.Positions{"acme": 2}))
 	lines := bytes.Split(bytes.TrimSpace(out.Bytes()), []byte("\n"))
 	require.Len(t, lines, 2)
-	require.JSONEq(t, `{"tenant":"acme","thread":"t","ordinal":1,"id":"e","type":"tool_call","time":"2026-01-02T03:04:05.000000006Z","data":{"k":"<v>"},"meta":{"m":"1"}}`, string(lines[0]))
+	require.Equal(t, `{"tenant":"acme","thread":"t","ordinal":1,"event_id":"e","type":"tool_call","time":"2026-01-02T03:04:05.000000006Z","data":{"k":"<v>"},"meta":{"m":"1"}}`, string(lines[0]))
 	var second map[string]any
 	require.NoError(t, json.Unmarshal(lines[1], &second))
-	require.Equal(t, "/wA=", second["data_base64"])
+	require.Equal(t, "/wA=", second["data_raw"])
 	require.NotContains(t, second, "data")
 
 	// Positions survive a new sink on the same file, and never move back.
@@ -50,6 +141,45 @@ func TestWriterWritesOneObjectPerLineThenSavesPositions(t *testing.T) {
 	require.Equal(t, bridge.Positions{"acme": 2, "globex": 7}, pos)
 }
 
+// failingWriter fails the writes it is told to, passing the others on.
+type failingWriter struct {
+	io.Writer
+	fail bool
+}
+
+func (w *failingWriter) Write(p []byte) (int, error) {
+	if w.fail {
+		return 0, errors.New("disk full")
+	}
+	return w.Writer.Write(p)
+}
+
+func TestWriterRecoversFromAFailedWrite(t *testing.T) {
+	var out bytes.Buffer
+	w := &failingWriter{Writer: &out}
+	s, err := jsonl.NewWriter(w, filepath.Join(t.TempDir(), "pos.json"))
+	require.NoError(t, err)
+	ctx := context.Background()
+	w.fail = true
+	require.ErrorContains(t, s.Write(ctx, rows("acme", 1, 2), bridge.Positions{"acme": 2}), "disk full")
+	pos, err := s.Positions(ctx)
+	require.NoError(t, err)
+	require.Empty(t, pos, "nothing was written, so no position is saved")
+
+	// The retry writes the batch once: nothing of the failed write lingers.
+	w.fail = false
+	require.NoError(t, s.Write(ctx, rows("acme", 1, 2), bridge.Positions{"acme": 2}))
+	got := collectBuffer(t, &out)
+	require.Len(t, got, 2)
+	pos, err = s.Positions(ctx)
+	require.NoError(t, err)
+	require.Equal(t, bridge.Positions{"acme": 2}, pos)
+}
+
+func collectBuffer(t *testing.T, b *bytes.Buffer) []bridge.Row {
+	return collect(t, jsonl.Read(bytes.NewReader(b.Bytes())))
+}
+
 func TestFilesRotateAndHoldEveryLine(t *testing.T) {
 	dir := t.TempDir()
 	s, err := jsonl.NewFiles(dir, jsonl.WithMaxFileBytes(300))
@@ -59,6 +189,7 @@ func TestFilesRotateAndHoldEveryLine(t *testing.T) {
 		require.NoError(t, s.Write(ctx, rows("acme", 1+i*2, 2), bridge.Positions{"acme": uint64(2 + i*2)}))
 	}
 	require.NoError(t, s.Close(ctx))
+	require.ErrorIs(t, s.Write(ctx, rows("acme", 11, 1), nil), jsonl.ErrClosed)
 	files, err := filepath.Glob(filepath.Join(dir, "events-*.jsonl"))
 	require.NoError(t, err)
 	require.Greater(t, len(files), 1, "a 300-byte limit rotates")
@@ -79,6 +210,20 @@ func TestFilesRotateAndHoldEveryLine(t *testing.T) {
 	pos, err := reopened.Positions(ctx)
 	require.NoError(t, err)
 	require.Equal(t, bridge.Positions{"acme": 10}, pos)
+}
+
+func TestReadNamesTheBadLine(t *testing.T) {
+	in := `{"tenant":"a","thread":"t","ordinal":1,"event_id":"e","type":"x","time":"2026-01-01T00:00:00Z"}` + "\n" + `{"tenant":"a","thr`
+	var err error
+	n := 0
+	for _, err = range jsonl.Read(bytes.NewReader([]byte(in))) {
+		if err != nil {
+			break
+		}
+		n++
+	}
+	require.Equal(t, 1, n)
+	require.ErrorContains(t, err, "line 2")
 }
 
 func TestBadConfigurationIsRefused(t *testing.T) {

@@ -71,30 +71,88 @@ const PositionsFile = "_positions.json"
 // ErrClosed is returned by Write and Flush after Close.
 var ErrClosed = errors.New("parquet: sink is closed")
 
-// Record is one row of the Parquet files, and documents their schema.
+// Record is one row of the Parquet files, and documents their schema:
 //
-// Time is stored as a TIMESTAMP in microseconds, adjusted to UTC (DuckDB reads
-// it as TIMESTAMP WITH TIME ZONE, Spark as TIMESTAMP); microseconds rather
-// than nanoseconds because every common engine reads them, so nanoseconds of
-// event times are truncated. Ordinal is signed because Spark and others lack
-// unsigned 64-bit integers.
+//	column    Parquet type                               meaning
+//	tenant    BYTE_ARRAY STRING, dictionary              the tenant
+//	thread    BYTE_ARRAY STRING                          the thread
+//	ordinal   INT64, delta                               the event's ordinal, its tenant's sequence number
+//	event_id  BYTE_ARRAY STRING                          the event ID (idempotency key)
+//	type      BYTE_ARRAY STRING, dictionary              the event type
+//	time      INT64 TIMESTAMP(MICROS, adjusted to UTC)   the event time
+//	data      optional BYTE_ARRAY STRING                 the payload when it is JSON (bridge.IsJSON)
+//	data_raw  optional BYTE_ARRAY                        the payload when it is not
+//	meta      MAP<STRING, STRING>                        the metadata, empty when none
+//
+// Time is microseconds since 1970-01-01 UTC: DuckDB reads it as TIMESTAMP
+// WITH TIME ZONE, Spark as TIMESTAMP; microseconds rather than nanoseconds
+// because every common engine reads them and they span years 1 to 9999, so
+// the nanoseconds of event times are truncated. It is an int64 here rather
+// than a time.Time because parquet-go reads timestamps into a time.Time
+// through nanoseconds, which overflow before 1677 and after 2262. Ordinal is
+// signed because Spark and others lack unsigned 64-bit integers.
 //
 // Parquet strings must be UTF-8, and readers such as DuckDB refuse files
-// that break this. Data therefore holds the payload when it is valid UTF-8
-// (the convention is JSON), and DataBin holds it otherwise, the other one
-// being NULL; both are NULL when the event has no payload. Invalid UTF-8 in
-// the other string columns is replaced by U+FFFD; the tenant_key folder
-// still encodes the exact tenant.
+// that break this. Data holds the payload when it is JSON (which implies
+// UTF-8), kept byte for byte, and DataRaw holds any other payload, the other
+// one being NULL; both are NULL when the event has no payload. Invalid UTF-8
+// in the other string columns (which the bridge never delivers) is replaced
+// by U+FFFD; the tenant_key folder still encodes the exact tenant.
 type Record struct {
 	Tenant  string            `parquet:"tenant,dict"`
 	Thread  string            `parquet:"thread"`
 	Ordinal int64             `parquet:"ordinal,delta"`
 	EventID string            `parquet:"event_id"`
 	Type    string            `parquet:"type,dict"`
-	Time    time.Time         `parquet:"time,timestamp(microsecond:utc)"`
+	Time    int64             `parquet:"time,timestamp(microsecond:utc)"`
 	Data    *string           `parquet:"data,optional"`
-	DataBin []byte            `parquet:"data_bin,optional"`
+	DataRaw []byte            `parquet:"data_raw,optional"`
 	Meta    map[string]string `parquet:"meta"`
+}
+
+// Row returns the row a record stores, its time in UTC.
+func (r *Record) Row() bridge.Row {
+	row := bridge.Row{Tenant: r.Tenant, Thread: r.Thread, Ordinal: uint64(r.Ordinal), ID: r.EventID, Type: r.Type,
+		Time: time.UnixMicro(r.Time).UTC(), Data: r.DataRaw, Meta: r.Meta}
+	if r.Data != nil {
+		row.Data = []byte(*r.Data)
+	}
+	if len(row.Meta) == 0 {
+		row.Meta = nil
+	}
+	return row
+}
+
+// ReadFile returns the rows of one Parquet file the sink wrote.
+func ReadFile(path string) ([]bridge.Row, error) {
+	recs, err := pq.ReadFile[Record](path)
+	if err != nil {
+		return nil, fmt.Errorf("parquet: reading %s: %w", path, err)
+	}
+	rows := make([]bridge.Row, len(recs))
+	for i := range recs {
+		rows[i] = recs[i].Row()
+	}
+	return rows, nil
+}
+
+// ReadDir returns the rows of every data file under dir, the output folder
+// of a sink (tenant_key=*/date=*/*.parquet), in the order of the paths.
+func ReadDir(dir string) ([]bridge.Row, error) {
+	files, err := filepath.Glob(filepath.Join(dir, "tenant_key=*", "date=*", "*.parquet"))
+	if err != nil {
+		return nil, fmt.Errorf("parquet: %w", err)
+	}
+	slices.Sort(files)
+	var rows []bridge.Row
+	for _, f := range files {
+		r, err := ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		rows = append(rows, r...)
+	}
+	return rows, nil
 }
 
 // Option configures a Sink.
@@ -234,7 +292,8 @@ func (s *Sink) Positions(ctx context.Context) (bridge.Positions, error) {
 }
 
 // Write buffers rows and remembers pos, flushing when a size limit is
-// reached. An error means that none of the rows were taken, so the caller may
+// reached. Rows at or below a position it already has for their tenant
+// (buffered or saved) are already held and skipped. An error means that none of the rows were taken, so the caller may
 // retry the same batch without duplicating it: when the buffer is already
 // full and cannot be flushed, Write refuses the rows, which also keeps
 // memory bounded. A flush that fails after the rows were taken is not
@@ -260,8 +319,13 @@ func (s *Sink) Write(ctx context.Context, rows []bridge.Row, pos bridge.Position
 		}
 	}
 	wasEmpty := s.rows == 0
+	taken := 0
 	for i := range rows {
 		r := &rows[i]
+		if r.Ordinal <= s.pending[r.Tenant] {
+			continue
+		}
+		taken++
 		t := r.Time.UTC()
 		y, m, d := t.Date()
 		k := partKey{tenant: r.Tenant, year: y, month: m, day: d}
@@ -275,7 +339,7 @@ func (s *Sink) Write(ctx context.Context, rows []bridge.Row, pos bridge.Position
 		p.bytes += n
 		s.bytes += n
 	}
-	s.rows += len(rows)
+	s.rows += taken
 	if len(pos) > 0 {
 		s.pending = s.pending.Merge(pos)
 		s.dirty = true
@@ -492,16 +556,16 @@ func toRecord(r *bridge.Row, t time.Time) (Record, int64) {
 		Ordinal: int64(r.Ordinal),
 		EventID: validUTF8(r.ID),
 		Type:    validUTF8(r.Type),
-		Time:    t,
+		Time:    t.UnixMicro(),
 	}
 	n := int64(rowOverhead + len(r.Tenant) + len(r.Thread) + len(r.ID) + len(r.Type) + len(r.Data))
 	switch {
-	case r.Data == nil:
-	case utf8.Valid(r.Data):
+	case len(r.Data) == 0:
+	case bridge.IsJSON(r.Data):
 		d := string(r.Data)
 		rec.Data = &d
 	default:
-		rec.DataBin = slices.Clone(r.Data)
+		rec.DataRaw = slices.Clone(r.Data)
 	}
 	if len(r.Meta) > 0 {
 		rec.Meta = make(map[string]string, len(r.Meta))

@@ -2,6 +2,8 @@ package parquet_test
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -21,6 +23,7 @@ import (
 
 	"github.com/jetsession/jetsession/bridge"
 	pqsink "github.com/jetsession/jetsession/bridge/parquet"
+	"github.com/jetsession/jetsession/bridge/sinktest"
 	"github.com/jetsession/jetsession/subjects"
 )
 
@@ -81,31 +84,30 @@ func want(r bridge.Row) pqsink.Record {
 		Ordinal: int64(r.Ordinal),
 		EventID: r.ID,
 		Type:    r.Type,
-		Time:    r.Time.UTC().Truncate(time.Microsecond),
+		Time:    r.Time.UnixMicro(),
 		Meta:    r.Meta,
 	}
 	switch {
-	case r.Data == nil:
-	case utf8.Valid(r.Data):
+	case len(r.Data) == 0:
+	case json.Valid(r.Data) && utf8.Valid(r.Data):
 		d := string(r.Data)
 		rec.Data = &d
 	default:
-		rec.DataBin = r.Data
+		rec.DataRaw = r.Data
 	}
 	return rec
 }
 
-// normalize makes records read back comparable: times in UTC, and empty
-// maps and slices as nil.
+// normalize makes records read back comparable: empty maps and slices as
+// nil.
 func normalize(recs []pqsink.Record) []pqsink.Record {
 	out := slices.Clone(recs)
 	for i := range out {
-		out[i].Time = out[i].Time.UTC()
 		if len(out[i].Meta) == 0 {
 			out[i].Meta = nil
 		}
-		if len(out[i].DataBin) == 0 {
-			out[i].DataBin = nil
+		if len(out[i].DataRaw) == 0 {
+			out[i].DataRaw = nil
 		}
 	}
 	sort.Slice(out, func(i, j int) bool {
@@ -162,6 +164,80 @@ func newSink(t *testing.T, dir string, opts ...pqsink.Option) *pqsink.Sink {
 	return s
 }
 
+// breakPositions puts a folder where the positions file goes, so that
+// saving positions fails (renaming a file over a folder does), and returns
+// a function restoring the file.
+func breakPositions(t *testing.T, path string) func() {
+	t.Helper()
+	saved, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Fatal(err)
+	}
+	require.NoError(t, os.RemoveAll(path))
+	require.NoError(t, os.MkdirAll(filepath.Join(path, "in-the-way"), 0o755))
+	return func() {
+		require.NoError(t, os.RemoveAll(path))
+		if saved != nil {
+			require.NoError(t, os.WriteFile(path, saved, 0o644))
+		}
+	}
+}
+
+func TestConformance(t *testing.T) {
+	sinktest.Run(t, func(t *testing.T) sinktest.Harness {
+		dir := t.TempDir()
+		return sinktest.Harness{
+			// No age flush during a test: a crashed sink must stay silent.
+			Open: func(t *testing.T) bridge.Sink { return newSink(t, dir, pqsink.WithMaxAge(time.Hour)) },
+			Stored: func(t *testing.T) []bridge.Row {
+				rows, err := pqsink.ReadDir(dir)
+				require.NoError(t, err)
+				return rows
+			},
+			BreakCommits: func(t *testing.T) func() {
+				return breakPositions(t, filepath.Join(dir, pqsink.PositionsFile))
+			},
+			TimePrecision: time.Microsecond,
+		}
+	})
+}
+
+// The schema of the files is the one documented on Record and in the
+// README.
+func TestSchema(t *testing.T) {
+	dir := t.TempDir()
+	s := newSink(t, dir)
+	rows, pos := makeRows([]string{"a"}, 1, 1)
+	require.NoError(t, s.Write(ctx, rows, pos))
+	require.NoError(t, s.Close(ctx))
+	files, err := filepath.Glob(filepath.Join(dir, "*", "*", "*.parquet"))
+	require.NoError(t, err)
+	require.Len(t, files, 1)
+	f, err := os.Open(files[0])
+	require.NoError(t, err)
+	defer f.Close()
+	st, err := f.Stat()
+	require.NoError(t, err)
+	pf, err := pq.OpenFile(f, st.Size())
+	require.NoError(t, err)
+	assert.Equal(t, `message Record {
+	required binary tenant (STRING);
+	required binary thread (STRING);
+	required int64 ordinal (INT(64,true));
+	required binary event_id (STRING);
+	required binary type (STRING);
+	required int64 time (TIMESTAMP(isAdjustedToUTC=true,unit=MICROS));
+	optional binary data (STRING);
+	optional binary data_raw;
+	required group meta (MAP) {
+		repeated group key_value {
+			required binary key (STRING);
+			required binary value (STRING);
+		}
+	}
+}`, pf.Schema().String())
+}
+
 func TestRoundTrip(t *testing.T) {
 	dir := t.TempDir()
 	s := newSink(t, dir)
@@ -183,7 +259,7 @@ func TestRoundTrip(t *testing.T) {
 		require.NoError(t, err)
 		for _, r := range f.rows {
 			assert.Equal(t, tenant, r.Tenant, f.rel)
-			assert.Equal(t, r.Time.UTC().Format(time.DateOnly), f.date, f.rel)
+			assert.Equal(t, time.UnixMicro(r.Time).UTC().Format(time.DateOnly), f.date, f.rel)
 		}
 	}
 	// 30 hourly rows from 22:00 UTC span three dates for each of three
@@ -192,10 +268,10 @@ func TestRoundTrip(t *testing.T) {
 
 	got := normalize(allRows(files))
 	assert.Equal(t, wantAll(rows), got)
-	// The edge cases of the payload, spelled out.
-	empty := ""
-	assert.Equal(t, []*string{nil, &empty, nil}, []*string{got[0].Data, got[1].Data, got[2].Data})
-	assert.Equal(t, []byte{0xff, 0xfe, 'x'}, got[2].DataBin)
+	// The edge cases of the payload, spelled out: no payload and an empty
+	// one are both NULL, and bytes go to data_raw.
+	assert.Equal(t, []*string{nil, nil, nil}, []*string{got[0].Data, got[1].Data, got[2].Data})
+	assert.Equal(t, [][]byte{nil, nil, {0xff, 0xfe, 'x'}}, [][]byte{got[0].DataRaw, got[1].DataRaw, got[2].DataRaw})
 
 	saved, err := s.Positions(ctx)
 	require.NoError(t, err)

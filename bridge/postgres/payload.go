@@ -1,9 +1,11 @@
 package postgres
 
 import (
+	"bytes"
 	"encoding/json"
 	"strings"
-	"unicode/utf8"
+
+	"github.com/jetsession/jetsession/bridge"
 )
 
 // Limits of PostgreSQL's numeric type, which jsonb stores numbers in:
@@ -16,11 +18,12 @@ const (
 )
 
 // isJSONB reports whether data can be stored as jsonb. Besides being JSON
-// (json.Valid), it must be something PostgreSQL accepts, or the whole batch
-// would fail again on every redelivery: valid UTF-8, no \u0000 escape, no
-// unpaired UTF-16 surrogate escape and no number beyond numeric's range.
+// as every sink defines it (bridge.IsJSON), it must be something PostgreSQL
+// accepts, or the whole batch would fail again on every redelivery: no
+// \u0000 escape, no unpaired UTF-16 surrogate escape and no number beyond
+// numeric's range.
 func isJSONB(data []byte) bool {
-	if len(data) == 0 || !utf8.Valid(data) || !json.Valid(data) {
+	if !bridge.IsJSON(data) {
 		return false
 	}
 	inString := false
@@ -139,22 +142,46 @@ func number(b []byte) (n int, ok bool) {
 	return n, fracDigits-exp <= maxNumericScale && intDigits+exp <= maxNumericDigits
 }
 
-// metaJSON encodes metadata as a JSON object, or nil when there is none.
-// NUL characters become U+FFFD because jsonb cannot hold them.
-func metaJSON(meta map[string]string) ([]byte, error) {
-	if len(meta) == 0 {
-		return nil, nil
+// metaJSON encodes metadata as a JSON object for the jsonb column meta, or
+// nil when there is none. jsonb cannot hold NUL characters, so they become
+// U+FFFD there, and raw is then the exact object, for meta_raw; otherwise
+// raw is nil. '<', '>' and '&' are not escaped.
+func metaJSON(m map[string]string) (meta, raw []byte, err error) {
+	if len(m) == 0 {
+		return nil, nil, nil
 	}
-	clean := meta
-	for k, v := range meta {
+	exact, err := encodeMeta(m)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !hasNUL(m) {
+		return exact, nil, nil
+	}
+	clean := make(map[string]string, len(m))
+	for k, v := range m {
+		clean[strings.ReplaceAll(k, "\x00", "\uFFFD")] = strings.ReplaceAll(v, "\x00", "\uFFFD")
+	}
+	meta, err = encodeMeta(clean)
+	return meta, exact, err
+}
+
+func hasNUL(m map[string]string) bool {
+	for k, v := range m {
 		if strings.IndexByte(k, 0) >= 0 || strings.IndexByte(v, 0) >= 0 {
-			clean = make(map[string]string, len(meta))
-			for k, v := range meta {
-				clean[strings.ReplaceAll(k, "\x00", "\uFFFD")] = strings.ReplaceAll(v, "\x00", "\uFFFD")
-			}
-			break
+			return true
 		}
 	}
-	// json.Marshal turns invalid UTF-8 into U+FFFD and escapes the rest.
-	return json.Marshal(clean)
+	return false
+}
+
+// encodeMeta encodes a JSON object of strings. encoding/json writes
+// invalid UTF-8 as U+FFFD and escapes control characters.
+func encodeMeta(m map[string]string) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(m); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }

@@ -58,14 +58,23 @@ func TestIsJSONB(t *testing.T) {
 
 func TestMetaJSON(t *testing.T) {
 	t.Parallel()
-	b, err := metaJSON(nil)
+	meta, raw, err := metaJSON(nil)
 	require.NoError(t, err)
-	assert.Nil(t, b)
-	b, err = metaJSON(map[string]string{"a\x00": "b\x00c", "d": "e"})
+	assert.Nil(t, meta)
+	assert.Nil(t, raw)
+	meta, raw, err = metaJSON(map[string]string{"d": "<e>", "n": `\u0000 is not a NUL`})
+	require.NoError(t, err)
+	assert.Equal(t, `{"d":"<e>","n":"\\u0000 is not a NUL"}`, string(meta))
+	assert.Nil(t, raw)
+	in := map[string]string{"a\x00": "b\x00c", "d": "e"}
+	meta, raw, err = metaJSON(in)
 	require.NoError(t, err)
 	var m map[string]string
-	require.NoError(t, json.Unmarshal(b, &m))
+	require.NoError(t, json.Unmarshal(meta, &m))
 	assert.Equal(t, map[string]string{"a\uFFFD": "b\uFFFDc", "d": "e"}, m)
+	var exact map[string]string
+	require.NoError(t, json.Unmarshal(raw, &exact))
+	assert.Equal(t, in, exact)
 }
 
 func TestSchemaIsTheDefaultDDL(t *testing.T) {

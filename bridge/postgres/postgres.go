@@ -4,13 +4,17 @@
 // ordinal), so redelivered rows are no-ops and the table holds every event
 // exactly once.
 //
-// Payloads that are JSON go to the jsonb column data, which PostgreSQL
-// normalizes (white space, key order, duplicate keys); other payloads go
+// Payloads that are JSON (bridge.IsJSON) go to the jsonb column data, which
+// PostgreSQL normalizes (white space, key order, duplicate keys, the
+// spelling of numbers: the JSON value stays the same); other payloads go
 // byte for byte to data_raw. So do JSON payloads that jsonb cannot hold
 // (a \u0000 escape, an unpaired surrogate escape, a number beyond numeric's
-// range), which would otherwise fail their batch on every redelivery. For
-// the same reason NUL characters in metadata become U+FFFD. Times are
-// stored with microsecond precision, the precision of timestamptz.
+// range), which would otherwise fail their batch on every redelivery.
+// Metadata goes to the jsonb column meta; jsonb cannot hold a NUL
+// character either, so when a value has one, meta holds it as U+FFFD (the
+// other entries stay queryable) and the json column meta_raw holds the
+// metadata exactly. Times are stored with microsecond precision, the
+// precision of timestamptz (the nanoseconds are truncated).
 package postgres
 
 import (
@@ -29,11 +33,15 @@ import (
 	"github.com/jetsession/jetsession/bridge"
 )
 
+// ErrClosed is returned by Positions and Write after Close.
+var ErrClosed = errors.New("postgres: sink is closed")
+
 // DefaultTable is the events table unless WithTable says otherwise.
 const DefaultTable = "jetsession_events"
 
 // Schema is the DDL New runs for the default table names. WithTable
-// replaces jetsession_events with its name in both tables.
+// replaces jetsession_events with its name in both tables. An events table
+// created before meta_raw existed gets the column added (see New).
 const Schema = `CREATE TABLE IF NOT EXISTS jetsession_events (
   tenant      text        NOT NULL,
   thread      text        NOT NULL,
@@ -45,6 +53,7 @@ const Schema = `CREATE TABLE IF NOT EXISTS jetsession_events (
   data_raw    bytea,       -- the payload when it is not (data is then NULL)
   meta        jsonb,       -- metadata object, NULL when empty
   ingested_at timestamptz NOT NULL DEFAULT now(),
+  meta_raw    json,        -- the exact metadata when meta cannot hold it (a NUL), else NULL
   PRIMARY KEY (tenant, thread, ordinal)
 );
 CREATE TABLE IF NOT EXISTS jetsession_events_positions (
@@ -82,6 +91,7 @@ type Sink struct {
 	events     pgx.Identifier
 	ident      string // events table, for error messages
 	ddl        string
+	upgradeSQL string
 	lockKey    string
 	insertSQL  string
 	upsertSQL  string
@@ -96,9 +106,11 @@ type Sink struct {
 var _ bridge.Sink = (*Sink)(nil)
 
 // New connects to the database at dsn (a URL or key=value string as libpq
-// accepts) and creates the tables if they do not exist. ctx bounds the
-// connection and the DDL; add connect_timeout to the DSN to bound the
-// reconnections of later calls otherwise than by their contexts.
+// accepts) and creates the tables if they do not exist, adding the meta_raw
+// column to an events table that lacks it (taking a brief exclusive lock on
+// the table, only then). ctx bounds the connection and the DDL; add
+// connect_timeout to the DSN to bound the reconnections of later calls
+// otherwise than by their contexts.
 func New(ctx context.Context, dsn string, opts ...Option) (*Sink, error) {
 	cfg := config{table: DefaultTable}
 	for _, opt := range opts {
@@ -120,6 +132,7 @@ func New(ctx context.Context, dsn string, opts ...Option) (*Sink, error) {
 		events:     events,
 		ident:      cfg.table,
 		ddl:        ddl(events.Sanitize(), positions.Sanitize()),
+		upgradeSQL: "ALTER TABLE " + events.Sanitize() + " ADD COLUMN IF NOT EXISTS meta_raw json",
 		lockKey:    "jetsession bridge " + cfg.table,
 		insertSQL:  insertSQL(events.Sanitize()),
 		upsertSQL:  upsertSQL(positions.Sanitize()),
@@ -171,8 +184,23 @@ func (s *Sink) createTables(ctx context.Context, conn *pgx.Conn) error {
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtext($1))", s.lockKey); err != nil {
 			return err
 		}
-		_, err := tx.Exec(ctx, s.ddl)
-		return err
+		if _, err := tx.Exec(ctx, s.ddl); err != nil {
+			return err
+		}
+		// Tables of earlier versions lack meta_raw. The ALTER is skipped
+		// when the column exists, since it would wait for every query on
+		// the table and hold up every later one meanwhile.
+		var has bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_attribute
+			WHERE attrelid = $1::regclass AND attname = 'meta_raw' AND NOT attisdropped)`,
+			s.events.Sanitize()).Scan(&has); err != nil {
+			return err
+		}
+		if !has {
+			_, err := tx.Exec(ctx, s.upgradeSQL)
+			return err
+		}
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("postgres: creating table %s: %w", s.ident, err)
@@ -184,7 +212,7 @@ func (s *Sink) createTables(ctx context.Context, conn *pgx.Conn) error {
 // (a cancelled query closes it, for instance).
 func (s *Sink) connLocked(ctx context.Context) (*pgx.Conn, error) {
 	if s.closed {
-		return nil, errors.New("postgres: sink is closed")
+		return nil, ErrClosed
 	}
 	if s.conn != nil && !s.conn.IsClosed() {
 		return s.conn, nil
@@ -297,7 +325,8 @@ func (s *Sink) insertRows(ctx context.Context, tx pgx.Tx, n int) error {
 // Flush does nothing: Write commits before it returns.
 func (s *Sink) Flush(ctx context.Context) error { return nil }
 
-// Close closes the connection. Later calls fail.
+// Close closes the connection. Later calls of Positions and Write fail with
+// ErrClosed.
 func (s *Sink) Close(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -318,10 +347,10 @@ const stageTable = "jetsession_bridge_stage"
 
 const createStageSQL = `CREATE TEMP TABLE ` + stageTable + ` (
   tenant text, thread text, ordinal bigint, event_id text, type text,
-  time timestamptz, data jsonb, data_raw bytea, meta jsonb
+  time timestamptz, data jsonb, data_raw bytea, meta jsonb, meta_raw json
 ) ON COMMIT DROP`
 
-var rowColumns = []string{"tenant", "thread", "ordinal", "event_id", "type", "time", "data", "data_raw", "meta"}
+var rowColumns = []string{"tenant", "thread", "ordinal", "event_id", "type", "time", "data", "data_raw", "meta", "meta_raw"}
 
 func insertSQL(table string) string {
 	cols := strings.Join(rowColumns, ", ")
@@ -338,10 +367,10 @@ ON CONFLICT (tenant) DO UPDATE SET ordinal = GREATEST(p.ordinal, EXCLUDED.ordina
 
 // columns holds a batch by column, reused from write to write.
 type columns struct {
-	tenant, thread, id, typ []string
-	ordinal                 []int64
-	time                    []time.Time
-	data, raw, meta         [][]byte
+	tenant, thread, id, typ  []string
+	ordinal                  []int64
+	time                     []time.Time
+	data, raw, meta, metaRaw [][]byte
 
 	posTenant  []string
 	posOrdinal []int64
@@ -353,7 +382,7 @@ func (c *columns) fill(rows []bridge.Row, pos bridge.Positions) error {
 		if r.Ordinal > math.MaxInt64 {
 			return fmt.Errorf("postgres: row %s/%s: ordinal %d does not fit in bigint", r.Tenant, r.Thread, r.Ordinal)
 		}
-		meta, err := metaJSON(r.Meta)
+		meta, metaRaw, err := metaJSON(r.Meta)
 		if err != nil {
 			return fmt.Errorf("postgres: row %s/%s/%d: encoding metadata: %w", r.Tenant, r.Thread, r.Ordinal, err)
 		}
@@ -374,6 +403,7 @@ func (c *columns) fill(rows []bridge.Row, pos bridge.Positions) error {
 		c.data = append(c.data, data)
 		c.raw = append(c.raw, raw)
 		c.meta = append(c.meta, meta)
+		c.metaRaw = append(c.metaRaw, metaRaw)
 	}
 	for tenant, ordinal := range pos {
 		if ordinal > math.MaxInt64 {
@@ -395,10 +425,11 @@ func (c *columns) release() {
 	clear(c.data)
 	clear(c.raw)
 	clear(c.meta)
+	clear(c.metaRaw)
 	clear(c.posTenant)
 	c.tenant, c.thread, c.id, c.typ = c.tenant[:0], c.thread[:0], c.id[:0], c.typ[:0]
 	c.ordinal, c.time = c.ordinal[:0], c.time[:0]
-	c.data, c.raw, c.meta = c.data[:0], c.raw[:0], c.meta[:0]
+	c.data, c.raw, c.meta, c.metaRaw = c.data[:0], c.raw[:0], c.meta[:0], c.metaRaw[:0]
 	c.posTenant, c.posOrdinal = c.posTenant[:0], c.posOrdinal[:0]
 }
 
@@ -407,7 +438,7 @@ func (c *columns) release() {
 type copySource struct {
 	c      *columns
 	row    int
-	values [9]any
+	values [10]any
 }
 
 func (s *copySource) Next() bool {
@@ -417,7 +448,7 @@ func (s *copySource) Next() bool {
 
 func (s *copySource) Values() ([]any, error) {
 	c, i := s.c, s.row
-	s.values = [9]any{c.tenant[i], c.thread[i], c.ordinal[i], c.id[i], c.typ[i], c.time[i], c.data[i], c.raw[i], c.meta[i]}
+	s.values = [10]any{c.tenant[i], c.thread[i], c.ordinal[i], c.id[i], c.typ[i], c.time[i], c.data[i], c.raw[i], c.meta[i], c.metaRaw[i]}
 	return s.values[:], nil
 }
 

@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"encoding/json"
 	"math"
 	"strings"
 	"sync"
@@ -14,7 +15,82 @@ import (
 
 	"github.com/jetsession/jetsession/bridge"
 	"github.com/jetsession/jetsession/bridge/postgres"
+	"github.com/jetsession/jetsession/bridge/sinktest"
+	"github.com/jetsession/jetsession/internal/pgtest"
 )
+
+func TestConformance(t *testing.T) {
+	sinktest.Run(t, func(t *testing.T) sinktest.Harness {
+		dsn := pgtest.StartShared(t)
+		conn := connect(t, dsn)
+		return sinktest.Harness{
+			Open: func(t *testing.T) bridge.Sink {
+				s, err := postgres.New(context.Background(), dsn)
+				require.NoError(t, err)
+				return s
+			},
+			Stored: func(t *testing.T) []bridge.Row {
+				return storedRows(t, conn, postgres.DefaultTable)
+			},
+			// A trigger refuses writes to the positions table.
+			BreakCommits: func(t *testing.T) func() {
+				ctx := context.Background()
+				_, err := conn.Exec(ctx, `CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS
+					$$ BEGIN RAISE EXCEPTION 'positions refused by the test'; END $$`)
+				require.NoError(t, err)
+				_, err = conn.Exec(ctx, `CREATE TRIGGER refuse BEFORE INSERT OR UPDATE ON jetsession_events_positions
+					FOR EACH STATEMENT EXECUTE FUNCTION refuse()`)
+				require.NoError(t, err)
+				return func() {
+					_, err := conn.Exec(ctx, `DROP TRIGGER refuse ON jetsession_events_positions; DROP FUNCTION refuse()`)
+					require.NoError(t, err)
+				}
+			},
+			Unique:        true,
+			TimePrecision: time.Microsecond,
+		}
+	})
+}
+
+// storedRows reads the events table back into rows: the payload from data
+// (jsonb as text) or data_raw, the metadata from meta_raw when set, else
+// from meta.
+func storedRows(t *testing.T, conn *pgx.Conn, table string) []bridge.Row {
+	t.Helper()
+	ctx := context.Background()
+	var exists bool
+	require.NoError(t, conn.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", table).Scan(&exists))
+	if !exists {
+		return nil // the sink creates its table on open
+	}
+	rows, err := conn.Query(ctx, `SELECT tenant, thread, ordinal, event_id, type, time,
+		data::text, data_raw, meta, meta_raw::text FROM `+table)
+	require.NoError(t, err)
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (bridge.Row, error) {
+		var row bridge.Row
+		var ordinal int64
+		var data, metaRaw *string
+		var raw []byte
+		if err := r.Scan(&row.Tenant, &row.Thread, &ordinal, &row.ID, &row.Type, &row.Time,
+			&data, &raw, &row.Meta, &metaRaw); err != nil {
+			return row, err
+		}
+		row.Ordinal = uint64(ordinal)
+		row.Data = raw
+		if data != nil {
+			row.Data = []byte(*data)
+		}
+		if metaRaw != nil {
+			row.Meta = nil
+			if err := json.Unmarshal([]byte(*metaRaw), &row.Meta); err != nil {
+				return row, err
+			}
+		}
+		return row, nil
+	})
+	require.NoError(t, err)
+	return out
+}
 
 // stored is a row as read back from the events table.
 type stored struct {
@@ -25,18 +101,19 @@ type stored struct {
 	Data           *string // jsonb as text
 	DataRaw        []byte
 	Meta           map[string]string
+	MetaRaw        *string // json as text
 	IngestedAt     time.Time
 }
 
 func readRows(t *testing.T, conn *pgx.Conn, table string) []stored {
 	t.Helper()
 	rows, err := conn.Query(context.Background(), `SELECT tenant, thread, ordinal, event_id, type, time,
-		data::text, data_raw, meta, ingested_at FROM `+table+` ORDER BY tenant, thread, ordinal`)
+		data::text, data_raw, meta, meta_raw::text, ingested_at FROM `+table+` ORDER BY tenant, thread, ordinal`)
 	require.NoError(t, err)
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (stored, error) {
 		var s stored
 		err := r.Scan(&s.Tenant, &s.Thread, &s.Ordinal, &s.EventID, &s.Type, &s.Time,
-			&s.Data, &s.DataRaw, &s.Meta, &s.IngestedAt)
+			&s.Data, &s.DataRaw, &s.Meta, &s.MetaRaw, &s.IngestedAt)
 		return s, err
 	})
 	require.NoError(t, err)
@@ -305,10 +382,43 @@ func TestMetaWithNUL(t *testing.T) {
 	conn := connect(t, dsn)
 	rows := someRows("a", "x", 1, 1)
 	rows[0].Meta = map[string]string{"k": "a\x00b", "ok": "<&>"}
+	rows = append(rows, someRows("a", "x", 2, 1)...)
+	rows[1].Meta = map[string]string{"k": "no NUL"}
 	require.NoError(t, s.Write(context.Background(), rows, nil))
 	got := readRows(t, conn, "jetsession_events")
-	require.Len(t, got, 1)
+	require.Len(t, got, 2)
+	// meta stays queryable; meta_raw has the exact metadata.
 	assert.Equal(t, map[string]string{"k": "a\uFFFDb", "ok": "<&>"}, got[0].Meta)
+	require.NotNil(t, got[0].MetaRaw)
+	assert.Equal(t, `{"k":"a\u0000b","ok":"<&>"}`, *got[0].MetaRaw)
+	assert.Equal(t, map[string]string{"k": "no NUL"}, got[1].Meta)
+	assert.Nil(t, got[1].MetaRaw, "meta_raw only when meta cannot hold the metadata")
+}
+
+// A table created before meta_raw existed gets the column, and keeps its
+// rows.
+func TestNewAddsMetaRawToAnOlderTable(t *testing.T) {
+	t.Parallel()
+	dsn := pgtest.StartShared(t)
+	conn := connect(t, dsn)
+	ctx := context.Background()
+	older := strings.Replace(postgres.Schema, "  meta_raw    json,        -- the exact metadata when meta cannot hold it (a NUL), else NULL\n", "", 1)
+	require.NotEqual(t, postgres.Schema, older)
+	_, err := conn.Exec(ctx, older)
+	require.NoError(t, err)
+	_, err = conn.Exec(ctx, `INSERT INTO jetsession_events (tenant, thread, ordinal, event_id, type, time) VALUES ('a', 'x', 1, 'e', 'note', now())`)
+	require.NoError(t, err)
+
+	s, err := postgres.New(ctx, dsn)
+	require.NoError(t, err)
+	defer s.Close(ctx)
+	rows := someRows("a", "x", 2, 1)
+	rows[0].Meta = map[string]string{"k": "\x00"}
+	require.NoError(t, s.Write(ctx, rows, bridge.Positions{"a": 2}))
+	got := readRows(t, conn, "jetsession_events")
+	require.Len(t, got, 2)
+	require.NotNil(t, got[1].MetaRaw)
+	assert.Equal(t, `{"k":"\u0000"}`, *got[1].MetaRaw)
 }
 
 func TestWithTable(t *testing.T) {
@@ -342,9 +452,9 @@ func TestNewAgainKeepsData(t *testing.T) {
 	ctx := context.Background()
 	require.NoError(t, s.Write(ctx, someRows("a", "x", 1, 3), bridge.Positions{"a": 3}))
 	require.NoError(t, s.Close(ctx))
-	require.ErrorContains(t, s.Write(ctx, someRows("a", "x", 4, 1), nil), "closed")
+	require.ErrorIs(t, s.Write(ctx, someRows("a", "x", 4, 1), nil), postgres.ErrClosed)
 	_, err := s.Positions(ctx)
-	require.ErrorContains(t, err, "closed")
+	require.ErrorIs(t, err, postgres.ErrClosed)
 	require.NoError(t, s.Close(ctx), "closing twice")
 
 	var wg sync.WaitGroup

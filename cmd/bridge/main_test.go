@@ -78,7 +78,7 @@ func TestMainJobRunsOnAnEmbeddedServerWithTheDemoFleet(t *testing.T) {
 		return nil
 	})
 	for _, line := range strings.Split(strings.TrimSpace(stdout.String()), "\n")[:20] {
-		require.Regexp(t, `^\{"tenant":"(acme|globex|initech)","thread":"conversation-\d","ordinal":\d+,"id":"[^"]+","type":"(user_message|tool_call|tool_result|error|model_reply|handoff)","time":"[^"]+"`, line)
+		require.Regexp(t, `^\{"tenant":"(acme|globex|initech)","thread":"conversation-\d","ordinal":\d+,"event_id":"[^"]+","type":"(user_message|tool_call|tool_result|error|model_reply|handoff)","time":"[^"]+"`, line)
 	}
 	resp, err := http.Get("http://" + st.HTTPAddr + "/healthz")
 	require.NoError(t, err)
@@ -204,7 +204,7 @@ func TestParquetAndJSONLinesSinksAtOnce(t *testing.T) {
 			require.Equal(t, rec.Type, r.Type)
 			require.Equal(t, string(rec.Data), *r.Data)
 			require.Equal(t, rec.Meta, r.Meta)
-			require.WithinDuration(t, rec.Time, r.Time, time.Microsecond)
+			require.WithinDuration(t, rec.Time, time.UnixMicro(r.Time), time.Microsecond)
 		}
 	}
 }

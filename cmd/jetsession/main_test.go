@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jetsession/jetsession/bridge"
 	"github.com/jetsession/jetsession/internal/testserver"
 	"github.com/jetsession/jetsession/jetstream"
 	"github.com/jetsession/jetsession/sessionlog"
@@ -186,7 +187,7 @@ func TestAppendAndRead(t *testing.T) {
 		assert.Equal(t, "acme", recs[0]["tenant"])
 		assert.Equal(t, "support/4711", recs[0]["thread"])
 		assert.Equal(t, map[string]any{"text": "hi <there> & you"}, recs[0]["data"])
-		assert.Equal(t, "reply-1", recs[1]["id"])
+		assert.Equal(t, "reply-1", recs[1]["event_id"])
 		assert.Equal(t, map[string]any{"model": "m1", "k": "a=b"}, recs[1]["meta"])
 		_, err := time.Parse(time.RFC3339Nano, recs[1]["time"].(string))
 		assert.NoError(t, err)
@@ -270,12 +271,22 @@ func TestForeignPayloads(t *testing.T) {
 	})
 	require.NoError(t, err)
 
-	recs := jsonLines(t, ok(t, e, "load", "acme", "raw", "--json"))
+	out := ok(t, e, "load", "acme", "raw", "--json")
+	recs := jsonLines(t, out)
 	require.Len(t, recs, 2)
-	assert.Equal(t, "/wAB", recs[0]["data_base64"])
+	assert.Equal(t, "/wAB", recs[0]["data_raw"])
 	assert.NotContains(t, recs[0], "data")
+	// --json prints the JSON record of the bridge's JSON-lines sink.
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var row bridge.Row
+		require.NoError(t, json.Unmarshal([]byte(line), &row))
+		assert.Equal(t, "acme", row.Tenant)
+		b, err := row.MarshalJSON()
+		require.NoError(t, err)
+		assert.Equal(t, line, string(b))
+	}
 
-	out := ok(t, e, "load", "acme", "raw")
+	out = ok(t, e, "load", "acme", "raw")
 	assert.Contains(t, out, "<3 bytes of binary data")
 	// Control and bidi characters never reach the terminal raw.
 	assert.Contains(t, out, `plain\u000atext \u001b[31mred\u202e`)

@@ -10,6 +10,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/jetsession/jetsession/bridge"
 	"github.com/jetsession/jetsession/sessionlog"
 )
 
@@ -27,33 +28,6 @@ func formatTime(t time.Time) string {
 	return t.UTC().Format(timeLayout)
 }
 
-// jsonRecord is a record as --json prints it: the payload as raw JSON when
-// it is JSON, in base64 otherwise, so that nothing is lost.
-type jsonRecord struct {
-	Ordinal    uint64            `json:"ordinal"`
-	Tenant     string            `json:"tenant"`
-	Thread     string            `json:"thread"`
-	ID         string            `json:"id"`
-	Type       string            `json:"type"`
-	Time       time.Time         `json:"time"`
-	Data       json.RawMessage   `json:"data,omitempty"`
-	DataBase64 []byte            `json:"data_base64,omitempty"`
-	Meta       map[string]string `json:"meta,omitempty"`
-}
-
-func newJSONRecord(tenant, thread string, rec sessionlog.Record) jsonRecord {
-	r := jsonRecord{Ordinal: rec.Ordinal, Tenant: tenant, Thread: thread, ID: rec.ID, Type: rec.Type,
-		Time: rec.Time.UTC(), Meta: rec.Meta}
-	switch {
-	case len(rec.Data) == 0:
-	case json.Valid(rec.Data):
-		r.Data = rec.Data
-	default:
-		r.DataBase64 = rec.Data
-	}
-	return r
-}
-
 // newEncoder writes one JSON object per line, leaving '<', '>' and '&' in
 // payloads readable.
 func newEncoder(w io.Writer) *json.Encoder {
@@ -63,10 +37,13 @@ func newEncoder(w io.Writer) *json.Encoder {
 }
 
 // recordPrinter prints the records of a load or a tail, as a table or as
-// JSON lines. withThread adds the thread column of tenant-wide tails.
+// JSON lines. withThread adds the thread column of tenant-wide tails. The
+// JSON lines are the records the bridge's JSON-lines sink writes
+// (bridge.Row's JSON encoding), so nothing is lost: the payload as JSON when
+// it is JSON, in base64 as data_raw otherwise.
 type recordPrinter struct {
 	w          io.Writer
-	enc        *json.Encoder // nil for the human table
+	enc        *bridge.JSONEncoder // nil for the human table
 	tenant     string
 	withThread bool
 	headed     bool
@@ -75,7 +52,7 @@ type recordPrinter struct {
 func newRecordPrinter(w io.Writer, asJSON bool, tenant string, withThread bool) *recordPrinter {
 	p := &recordPrinter{w: w, tenant: tenant, withThread: withThread}
 	if asJSON {
-		p.enc = newEncoder(w)
+		p.enc = bridge.NewJSONEncoder(w)
 	}
 	return p
 }
@@ -84,7 +61,8 @@ func newRecordPrinter(w io.Writer, asJSON bool, tenant string, withThread bool) 
 // arrives and cannot wait to measure the columns.
 func (p *recordPrinter) print(thread string, rec sessionlog.Record) error {
 	if p.enc != nil {
-		return p.enc.Encode(newJSONRecord(p.tenant, thread, rec))
+		return p.enc.Encode(&bridge.Row{Tenant: p.tenant, Thread: thread, Ordinal: rec.Ordinal, ID: rec.ID,
+			Type: rec.Type, Time: rec.Time, Data: rec.Data, Meta: rec.Meta})
 	}
 	if !p.headed {
 		p.headed = true
