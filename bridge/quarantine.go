@@ -31,7 +31,7 @@ type Quarantined struct {
 	Header map[string][]string `json:"header,omitempty"`
 	// Data is the stored payload, at most MaxQuarantineData of it;
 	// Truncated says when it was longer.
-	Data          []byte    `json:"data_base64,omitempty"`
+	Data          []byte    `json:"data_raw,omitempty"`
 	Truncated     bool      `json:"data_truncated,omitempty"`
 	QuarantinedAt time.Time `json:"quarantined_at"`
 }
