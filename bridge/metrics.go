@@ -35,7 +35,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		Errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "jetsession_bridge_errors_total",
-			Help: "Errors by kind: discover, follow, corrupt_event, quarantine, sink_write.",
+			Help: "Errors by kind: discover, follow, quarantine (writing to it failed), sink_write.",
 		}, []string{"kind"}),
 		Flush: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "jetsession_bridge_sink_write_seconds",

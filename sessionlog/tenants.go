@@ -3,7 +3,6 @@ package sessionlog
 import (
 	"context"
 	"iter"
-	"slices"
 	"sort"
 	"time"
 )
@@ -83,10 +82,7 @@ func (m *Memory) ScanTenant(ctx context.Context, tenant string, cursor uint64) i
 				yield(TenantRecord{}, err)
 				return
 			}
-			entries, _ := m.tenantSince(tenant, cursor)
-			if len(entries) > chunk {
-				entries = slices.Clip(entries[:chunk])
-			}
+			entries := m.tenantChunk(tenant, cursor, chunk)
 			for _, e := range entries {
 				rec, err := e.rec.read(ThreadKey{Tenant: tenant, Thread: e.thread})
 				if !yield(TenantRecord{Thread: e.thread, Record: rec}, err) {
@@ -99,4 +95,24 @@ func (m *Memory) ScanTenant(ctx context.Context, tenant string, cursor uint64) i
 			}
 		}
 	}
+}
+
+// tenantChunk returns the tenant's first n stored records after cursor, in
+// ordinal order: at most n from each thread, merged.
+func (m *Memory) tenantChunk(tenant string, cursor uint64, n int) []tenantEntry {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	t := m.tenants[tenant]
+	if t == nil {
+		return nil
+	}
+	var out []tenantEntry
+	for name, th := range t.threads {
+		i := th.after(cursor)
+		for j := i; j < len(th.live) && j < i+n; j++ {
+			out = append(out, tenantEntry{thread: name, rec: th.live[j]})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].rec.Ordinal < out[j].rec.Ordinal })
+	return out[:min(n, len(out))]
 }
