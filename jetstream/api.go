@@ -25,6 +25,7 @@ const (
 	codeMemoryExceeded         = 10028
 	codeAccountExceeded        = 10002
 	codeInsufficientResources  = 10023
+	codeMaxStreams             = 10027
 	codeBatchTooLarge          = 10199
 	codeBatchIncomplete        = 10176
 	codeBatchDuplicate         = 10201

@@ -169,6 +169,10 @@ func (l *Log) EnsureTenant(ctx context.Context, tenant string) error {
 		case errors.Is(err, natsjs.ErrStreamNameAlreadyInUse):
 			// Created elsewhere with other settings: use it as it is.
 			return nil
+		case errCode(err) == codeMaxStreams:
+			return fmt.Errorf("%w: no room for the stream of tenant %q: %v", sessionlog.ErrQuotaExceeded, tenant, err)
+		case errCode(err) == codeInsufficientResources, errCode(err) == codeStorageExceeded, errCode(err) == codeMemoryExceeded:
+			return fmt.Errorf("%w: creating the stream of tenant %q: %v", sessionlog.ErrStorageFull, tenant, err)
 		case ctx.Err() == nil && isTransient(err):
 		default:
 			return fmt.Errorf("jetstream: creating stream %s for tenant %q: %w", cfg.Name, tenant, err)

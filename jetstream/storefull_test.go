@@ -1,12 +1,15 @@
 package jetstream_test
 
 import (
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/jetsession/jetsession/internal/testserver"
 	"github.com/jetsession/jetsession/jetstream"
 	"github.com/jetsession/jetsession/sessionlog"
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/require"
 )
 
@@ -64,4 +67,24 @@ func testFullStore(t *testing.T, log *jetstream.Log, after bool) {
 	recs, err := log.LoadSince(ctx(t), key, 0)
 	require.NoError(t, err)
 	require.Len(t, recs, stored, "the refused appends stored nothing")
+}
+
+// TestAnAccountOutOfStreamsRefusesANewTenantWithErrQuotaExceeded: the
+// account's stream limit leaves no room for a new tenant's stream.
+func TestAnAccountOutOfStreamsRefusesANewTenantWithErrQuotaExceeded(t *testing.T) {
+	conf := filepath.Join(t.TempDir(), "limits.conf")
+	require.NoError(t, os.WriteFile(conf, []byte(`
+accounts: { T: { jetstream: { max_streams: 1 }, users: [{user: u, password: p}] } }
+`), 0o600))
+	opts, err := server.ProcessConfigFile(conf)
+	require.NoError(t, err)
+	srv := testserver.Start(t, func(o *server.Options) {
+		o.Accounts, o.Users = opts.Accounts, opts.Users
+	})
+	nc := testserver.Connect(t, srv.URL(), nats.UserInfo("u", "p"))
+	log := newLog(t, nc)
+	_, err = log.Append(ctx(t), sessionlog.ThreadKey{Tenant: "first", Thread: "t"}, events(1))
+	require.NoError(t, err)
+	_, err = log.Append(ctx(t), sessionlog.ThreadKey{Tenant: "second", Thread: "t"}, events(1))
+	require.ErrorIs(t, err, sessionlog.ErrQuotaExceeded)
 }
