@@ -41,7 +41,6 @@ type Log struct {
 	mu      sync.Mutex
 	streams map[string]streamState // by stream name
 
-	violations violations
 }
 
 var _ sessionlog.Log = (*Log)(nil)
@@ -60,10 +59,10 @@ type streamState struct {
 // reads look it up again.
 const streamStateTTL = 30 * time.Second
 
-// New returns a Log using nc. The connection stays owned by the caller;
-// New chains a recorder of permission violations in front of its error
-// handler (set one with nats.ErrorHandler before calling New), so that
-// refused calls fail with ErrPermissionDenied instead of timing out.
+// New returns a Log using nc. The connection stays owned by the caller and
+// New changes nothing on it: to have refused calls fail at once with
+// ErrPermissionDenied rather than at their deadline, give the Log a
+// PermissionWatcher (WithPermissionWatcher(WatchPermissions(nc))).
 func New(nc *nats.Conn, opts ...Option) (*Log, error) {
 	if nc == nil {
 		return nil, fmt.Errorf("%w: nil NATS connection", ErrInvalidConfig)
@@ -76,6 +75,9 @@ func New(nc *nats.Conn, opts ...Option) (*Log, error) {
 	}
 	if err := cfg.validate(); err != nil {
 		return nil, err
+	}
+	if cfg.watcher != nil && cfg.watcher.nc != nc {
+		return nil, fmt.Errorf("%w: the permission watcher watches another connection", ErrInvalidConfig)
 	}
 	if maxPayload := int(nc.MaxPayload()); maxPayload > 0 {
 		fit := maxPayload - headerAllowance
@@ -100,7 +102,6 @@ func New(nc *nats.Conn, opts ...Option) (*Log, error) {
 		batchSlots: make(chan struct{}, cfg.maxBatches),
 		streams:    make(map[string]streamState),
 	}
-	l.violations.watch(nc)
 	return l, nil
 }
 
@@ -159,7 +160,7 @@ func (l *Log) EnsureTenant(ctx context.Context, tenant string) error {
 	backoff := newBackoff()
 	for {
 		actx, acancel := l.withTimeout(ctx)
-		gctx, check := l.guard(actx, l.cfg.apiPrefix+".STREAM.CREATE."+cfg.Name)
+		gctx, check := l.guard(actx, l.apiSubject(apiStreamCreate, cfg.Name))
 		_, err := l.js.CreateStream(gctx, cfg)
 		err = check(err)
 		acancel()
@@ -170,9 +171,9 @@ func (l *Log) EnsureTenant(ctx context.Context, tenant string) error {
 			// Created elsewhere with other settings: use it as it is.
 			return nil
 		case errCode(err) == codeMaxStreams:
-			return fmt.Errorf("%w: no room for the stream of tenant %q: %v", sessionlog.ErrQuotaExceeded, tenant, err)
+			return fmt.Errorf("%w: no room for the stream of tenant %q: %w", sessionlog.ErrQuotaExceeded, tenant, err)
 		case errCode(err) == codeInsufficientResources, errCode(err) == codeStorageExceeded, errCode(err) == codeMemoryExceeded:
-			return fmt.Errorf("%w: creating the stream of tenant %q: %v", sessionlog.ErrStorageFull, tenant, err)
+			return fmt.Errorf("%w: creating the stream of tenant %q: %w", sessionlog.ErrStorageFull, tenant, err)
 		case ctx.Err() == nil && isTransient(err):
 		default:
 			return fmt.Errorf("jetstream: creating stream %s for tenant %q: %w", cfg.Name, tenant, err)
@@ -186,12 +187,10 @@ func (l *Log) EnsureTenant(ctx context.Context, tenant string) error {
 // isTransient reports errors worth retrying an idempotent request for: a
 // timeout, nobody answering, or JetStream being briefly unavailable.
 func isTransient(err error) bool {
-	var nae *natsjs.APIError
-	if errors.As(err, &nae) && nae.Code == 503 {
-		return true
+	if errors.Is(err, ErrPermissionDenied) {
+		return false // a refusal, even one recognised by its timeout
 	}
-	var ae *apiError
-	if errors.As(err, &ae) && ae.Code == 503 {
+	if apiStatus(err) == 503 {
 		return true
 	}
 	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
@@ -208,15 +207,8 @@ func (l *Log) streamState(ctx context.Context, stream string) (st streamState, o
 	if ok && time.Since(st.checked) < streamStateTTL {
 		return st, true, nil
 	}
-	var info struct {
-		Config struct {
-			Replicas int `json:"num_replicas"`
-		} `json:"config"`
-		Cluster *struct {
-			RaftGroup string `json:"raft_group"`
-		} `json:"cluster"`
-	}
-	err = l.apiRequest(ctx, "STREAM.INFO."+stream, nil, &info)
+	var info natsjs.StreamInfo
+	err = l.apiRequest(ctx, apiStreamInfo+"."+stream, nil, &info)
 	if errCode(err) == codeStreamNotFound {
 		l.mu.Lock()
 		delete(l.streams, stream)

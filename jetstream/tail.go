@@ -12,6 +12,7 @@ import (
 	"github.com/jetsession/jetsession/sessionlog"
 	"github.com/jetsession/jetsession/subjects"
 	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 )
 
@@ -165,7 +166,7 @@ func (t *tail) follow(ctx context.Context, last *uint64, deliver func(*served) b
 		case <-silence.C:
 			// Nothing at all, not even a heartbeat: the consumer is gone,
 			// or the server refuses us its deliveries or our replies.
-			if err := t.l.denied(context.DeadlineExceeded, inbox, "$JS.FC.", t.l.cfg.apiPrefix+".CONSUMER."); errors.Is(err, ErrPermissionDenied) {
+			if err := t.l.denied(context.DeadlineExceeded, inbox, flowControlPrefix, t.l.apiSubject(apiConsumers)+"."); errors.Is(err, ErrPermissionDenied) {
 				return err
 			}
 			return errRestart
@@ -204,9 +205,6 @@ func (t *tail) follow(ctx context.Context, last *uint64, deliver func(*served) b
 	}
 }
 
-// ackPrefix starts the reply subject of every message a consumer delivers.
-const ackPrefix = "$JS.ACK."
-
 // control handles the consumer's status messages: flow control requests,
 // idle heartbeats (which also reveal lost messages) and deletion.
 func (t *tail) control(m *nats.Msg, delivered uint64) error {
@@ -235,25 +233,29 @@ func (t *tail) control(m *nats.Msg, delivered uint64) error {
 }
 
 func (t *tail) createConsumer(ctx context.Context, name, inbox string, start uint64) error {
-	req := map[string]any{
-		"stream_name": t.stream,
-		"action":      "create",
-		"config": map[string]any{
-			"name":               name,
-			"deliver_subject":    inbox,
-			"deliver_policy":     "by_start_sequence",
-			"opt_start_seq":      start,
-			"ack_policy":         "none",
-			"replay_policy":      "instant",
-			"filter_subject":     t.filter,
-			"flow_control":       true,
-			"idle_heartbeat":     tailHeartbeat.Nanoseconds(),
-			"mem_storage":        true,
-			"num_replicas":       1,
-			"inactive_threshold": tailInactiveThreshold.Nanoseconds(),
+	req := struct {
+		Stream string                `json:"stream_name"`
+		Config natsjs.ConsumerConfig `json:"config"`
+		Action string                `json:"action"`
+	}{
+		Stream: t.stream,
+		Action: "create",
+		Config: natsjs.ConsumerConfig{
+			Name:              name,
+			DeliverSubject:    inbox,
+			DeliverPolicy:     natsjs.DeliverByStartSequencePolicy,
+			OptStartSeq:       start,
+			AckPolicy:         natsjs.AckNonePolicy,
+			ReplayPolicy:      natsjs.ReplayInstantPolicy,
+			FilterSubject:     t.filter,
+			FlowControl:       true,
+			IdleHeartbeat:     tailHeartbeat,
+			MemoryStorage:     true,
+			Replicas:          1,
+			InactiveThreshold: tailInactiveThreshold,
 		},
 	}
-	err := t.l.apiRequest(ctx, "CONSUMER.CREATE."+t.stream+"."+name+"."+t.filter, req, nil)
+	err := t.l.apiRequest(ctx, apiConsumerCreate+"."+t.stream+"."+name+"."+t.filter, req, nil)
 	if errCode(err) == codeStreamNotFound {
 		return errStreamMissing
 	}
@@ -269,5 +271,5 @@ func (t *tail) createConsumer(ctx context.Context, name, inbox string, start uin
 func (t *tail) deleteConsumer(name string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	_ = t.l.apiRequest(ctx, "CONSUMER.DELETE."+t.stream+"."+name, nil, nil)
+	_ = t.l.apiRequest(ctx, apiConsumerDelete+"."+t.stream+"."+name, nil, nil)
 }
