@@ -90,6 +90,7 @@ func tokenOf(data []byte) string {
 // tailLog is what one live tail delivered.
 type tailLog struct {
 	Name   string
+	Conn   string // its connection's name
 	Tenant string
 	Thread string // "" for a tenant-wide tail
 	Cursor uint64 // where it started
@@ -161,4 +162,26 @@ type fault struct {
 	// Created is the tenant whose stream creation was tried during the
 	// fault ("" if none).
 	Created string `json:"created,omitempty"`
+
+	// Recovery and CreationMs are filled in by the report: per tenant of
+	// Led, how soon each side worked again; CreationMs is how long the
+	// creation of Created took (-1: never).
+	Recovery   []recovery `json:"recovery,omitempty"`
+	CreationMs float64    `json:"creation_ms,omitempty"`
+	// API is what the servers' advisories tell of the fault.
+	API *faultAPI `json:"api,omitempty"`
+}
+
+// recovery is how soon, after a fault, one tenant worked again, in
+// milliseconds from the fault (-1: not before the next fault).
+type recovery struct {
+	Tenant     string  `json:"tenant"`
+	ElectionMs float64 `json:"election_ms"`
+	RawMs      float64 `json:"raw_publish_ms"`
+	AppendMs   float64 `json:"append_ms"`
+	// TailsMs is, per tail of the tenant, its first delivery after the
+	// fault; ConsumersMs when the servers answered the first consumer it
+	// created after the fault (-1: it made none, its consumer survived).
+	TailsMs     []float64 `json:"tails_ms"`
+	ConsumersMs []float64 `json:"consumers_ms"`
 }

@@ -37,6 +37,47 @@ type summary struct {
 
 	Latency []figure     `json:"latency"`
 	Goals   []goalResult `json:"goals"`
+	// Slowest are the library appends that took longest, with their
+	// errors: where the time in unknown outcome went.
+	Slowest []slowOp `json:"slowest"`
+	// Advisories counts the servers' JetStream advisories by type.
+	Advisories map[string]int `json:"advisories"`
+}
+
+// slowOp is one long append.
+type slowOp struct {
+	Writer     string    `json:"writer"`
+	Tenant     string    `json:"tenant"`
+	Thread     string    `json:"thread"`
+	Start      time.Time `json:"start"`
+	Ms         float64   `json:"ms"`
+	Acked      bool      `json:"acked"`
+	Attempts   int       `json:"attempts"`
+	AfterFault int       `json:"after_fault,omitempty"` // the last fault before it started or ended
+	Errors     []string  `json:"errors,omitempty"`
+}
+
+// slowest returns the n longest library appends.
+func slowest(h *history, n int) []slowOp {
+	var ops []*op
+	for _, o := range h.Ops {
+		if !o.Raw {
+			ops = append(ops, o)
+		}
+	}
+	slices.SortFunc(ops, func(a, b *op) int { return cmp.Compare(b.End.Sub(b.Start), a.End.Sub(a.Start)) })
+	var out []slowOp
+	for _, o := range ops[:min(n, len(ops))] {
+		s := slowOp{Writer: o.Writer, Tenant: o.Tenant, Thread: o.Thread, Start: o.Start, Ms: ms(o.End.Sub(o.Start)),
+			Acked: o.Outcome == outcomeAcked, Attempts: o.Attempts, Errors: o.Errors}
+		for _, f := range h.Faults {
+			if f.At.Before(o.End) {
+				s.AfterFault = f.N
+			}
+		}
+		out = append(out, s)
+	}
+	return out
 }
 
 type workloadSummary struct {
@@ -118,7 +159,7 @@ func figures(h *history) ([]figure, []goalResult) {
 	// cluster's election, and how soon the library appended and a tail
 	// delivered again (before the next fault).
 	elections := map[faultKind][]time.Duration{}
-	var meta, appendRec, tailRec, healthy []time.Duration
+	var meta, appendRec, tailRec, healthy, appendLag []time.Duration
 	var appendLate, tailLate, creationLate, recSamples, creationSamples int
 	for i, f := range h.Faults {
 		next := time.Time{}
@@ -126,31 +167,61 @@ func figures(h *history) ([]figure, []goalResult) {
 			next = h.Faults[i+1].At
 		}
 		worstElection := time.Duration(0)
+		f.Recovery = nil
 		for _, t := range f.Led {
-			e, ok := f.Elections[t]
-			if !ok {
-				continue
+			rec := recovery{Tenant: t, ElectionMs: -1, RawMs: -1, AppendMs: -1}
+			for _, o := range h.Ops {
+				if o.Raw && o.Fault == f.N && o.Tenant == t && o.Outcome == outcomeAcked {
+					rec.RawMs = ms(o.End.Sub(f.At))
+				}
 			}
-			elections[f.Kind] = append(elections[f.Kind], e)
-			worstElection = max(worstElection, e)
-			if a, ok := firstAck(h, t, f.At, next); ok {
-				appendRec = append(appendRec, a)
-				recSamples++
-				if a > e+goalSlack {
-					appendLate++
+			e, ok := f.Elections[t]
+			a, aok := firstAck(h, t, f.At, next)
+			if aok {
+				rec.AppendMs = ms(a)
+			}
+			for _, o := range h.Ops {
+				if o.Raw && o.Fault == f.N && o.Tenant == t && o.Outcome == outcomeAcked && aok {
+					appendLag = append(appendLag, a-o.End.Sub(f.At))
 				}
 			}
 			for _, tl := range h.Tails {
 				if tl.Tenant != t {
 					continue
 				}
-				if d, ok := firstDelivery(tl, f.At, next); ok {
+				c := -1.0
+				if f.API != nil {
+					if v, ok := f.API.TailConsumerMs[tl.Conn]; ok {
+						c = v
+					}
+				}
+				rec.ConsumersMs = append(rec.ConsumersMs, c)
+				d, dok := firstDelivery(tl, f.At, next)
+				if !dok {
+					rec.TailsMs = append(rec.TailsMs, -1)
+					continue
+				}
+				rec.TailsMs = append(rec.TailsMs, ms(d))
+				if ok {
 					tailRec = append(tailRec, d)
 					if d > e+goalSlack {
 						tailLate++
 					}
 				}
 			}
+			if ok {
+				rec.ElectionMs = ms(e)
+				elections[f.Kind] = append(elections[f.Kind], e)
+				worstElection = max(worstElection, e)
+				if aok {
+					appendRec = append(appendRec, a)
+					recSamples++
+					if a > e+goalSlack {
+						appendLate++
+					}
+				}
+			}
+			f.Recovery = append(f.Recovery, rec)
 		}
 		if f.MetaLeader && f.MetaElection > 0 {
 			meta = append(meta, f.MetaElection)
@@ -160,7 +231,12 @@ func figures(h *history) ([]figure, []goalResult) {
 			healthy = append(healthy, f.Healthy.Sub(f.At))
 		}
 		for _, o := range h.Ops {
-			if o.Writer == "create" && o.Fault == f.N && o.Outcome == outcomeAcked {
+			if o.Writer != "create" || o.Fault != f.N {
+				continue
+			}
+			f.CreationMs = -1
+			if o.Outcome == outcomeAcked {
+				f.CreationMs = ms(o.End.Sub(f.At))
 				creationSamples++
 				if o.End.Sub(f.At) > worstElection+goalSlack {
 					creationLate++
@@ -176,6 +252,7 @@ func figures(h *history) ([]figure, []goalResult) {
 		{"append_recovery", "fault -> first acknowledged library append to a tenant whose stream leader was hit", summarize(appendRec)},
 		{"tail_recovery", "fault -> first event a tail of such a tenant yielded", summarize(tailRec)},
 		{"raw_publish_recovery", "fault -> first acknowledged raw publish (plain NATS request every 10 ms, same message ID)", summarize(raw)},
+		{"append_lag_vs_raw", "append_recovery minus raw_publish_recovery of the same fault and tenant: the library's own delay (negative: the library was first)", summarize(appendLag)},
 		{"stream_creation", "fault -> a new tenant's stream created by its first Append", summarize(creation)},
 		{"election_leader_kill", "SIGKILL of the stream leader -> another node claims the stream (cluster's own)", summarize(elections[faultLeaderKill])},
 		{"election_pause", "SIGSTOP of the stream leader -> another node claims the stream", summarize(elections[faultPause])},
@@ -350,6 +427,19 @@ func writeHuman(out io.Writer, s *summary) {
 	}
 	fmt.Fprintln(out)
 
+	writeFaults(out, s.Faults)
+	if len(s.Slowest) > 0 {
+		fmt.Fprintln(out, "slowest appends:")
+		for _, o := range s.Slowest[:min(5, len(s.Slowest))] {
+			errs := ""
+			if len(o.Errors) > 0 {
+				errs = ": " + o.Errors[len(o.Errors)-1]
+			}
+			fmt.Fprintf(out, "  %8.0f ms  %s %s/%s, %d attempt(s), after fault %d%s\n", o.Ms, o.Writer, o.Tenant, o.Thread, o.Attempts, o.AfterFault, errs)
+		}
+		fmt.Fprintln(out)
+	}
+
 	fmt.Fprintln(out, "goals (reported, never enforced):")
 	for _, g := range s.Goals {
 		met := "missed"
@@ -372,6 +462,66 @@ func writeHuman(out io.Writer, s *summary) {
 			fmt.Fprintf(out, "  %6d  %s\n", e.Count, e.Kind)
 		}
 	}
+}
+
+// writeFaults prints each fault and how soon each side recovered from it,
+// in seconds ("-": not before the next fault).
+func writeFaults(out io.Writer, faults []*fault) {
+	if len(faults) == 0 {
+		return
+	}
+	sec := func(v float64) string {
+		if v < 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.1f", v/1000)
+	}
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "fault\tkind\tnode\tmeta\ttenant\telection\traw publish\tappend\ttails\ttail consumers\tcreation\tcreates\thealed (s)")
+	for _, f := range faults {
+		meta := "no"
+		if f.MetaLeader {
+			meta = "yes " + sec(ms(f.MetaElection))
+		}
+		healed := "never"
+		if !f.Healthy.IsZero() {
+			healed = sec(ms(f.Healthy.Sub(f.At)))
+		}
+		creation := ""
+		if f.Created != "" {
+			creation = sec(f.CreationMs)
+		}
+		creates := "-"
+		if f.API != nil {
+			n := 0
+			for _, c := range f.API.StreamCreates {
+				n += c
+			}
+			creates = fmt.Sprint(n)
+		}
+		if len(f.Recovery) == 0 {
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t-\t\t\t\t\t\t%s\t%s\t%s\n", f.N, f.Kind, f.Node, meta, creation, creates, healed)
+		}
+		for i, r := range f.Recovery {
+			var tails, consumers []string
+			for _, t := range r.TailsMs {
+				tails = append(tails, sec(t))
+			}
+			for _, c := range r.ConsumersMs {
+				consumers = append(consumers, sec(c))
+			}
+			if i == 0 {
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t", f.N, f.Kind, f.Node, meta)
+			} else {
+				fmt.Fprint(tw, "\t\t\t\t")
+				creation, creates, healed = "", "", ""
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Tenant, sec(r.ElectionMs), sec(r.RawMs), sec(r.AppendMs),
+				strings.Join(tails, "/"), strings.Join(consumers, "/"), creation, creates, healed)
+		}
+	}
+	tw.Flush()
+	fmt.Fprintln(out)
 }
 
 // countKinds counts faults by kind.

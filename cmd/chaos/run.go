@@ -186,6 +186,14 @@ func scenario(ctx context.Context, cfg config, log *slog.Logger) (*summary, erro
 	w.tailsWG.Wait()
 	h.Tails = w.history().Tails
 
+	tenantStreams := map[string]bool{}
+	for s := range streams {
+		tenantStreams[s] = true
+	}
+	for i, a := range w.adv.perFault(faults, tenantStreams) {
+		faults[i].API = &a
+	}
+	_, _, advTypes := w.adv.snapshot()
 	res := check(h)
 	figs, goals := figures(h)
 	var kinds []faultKind
@@ -197,7 +205,7 @@ func scenario(ctx context.Context, cfg config, log *slog.Logger) (*summary, erro
 		ElapsedSec:    time.Since(started).Seconds(),
 		FaultsPlanned: countKinds(inj.plan()), FaultsDone: countKinds(kinds), Faults: faults,
 		Workload: workloadStats(h, w.errKinds), Checker: res, Violations: res.violations(),
-		Latency: figs, Goals: goals,
+		Latency: figs, Goals: goals, Slowest: slowest(h, 10), Advisories: advTypes,
 	}
 	s.OK = s.Violations == 0
 	if !s.OK {

@@ -68,6 +68,7 @@ type workload struct {
 	// a plain connection to node i only, for the raw probe.
 	nodeLogs []*jetstream.Log
 	rawConns []*nats.Conn
+	adv      *advisories
 
 	stop    chan struct{} // closed: start no new appends
 	writers sync.WaitGroup
@@ -83,7 +84,7 @@ type workload struct {
 }
 
 func newWorkload(cfg config, cl *cluster, log *slog.Logger, tenants []string, seed uint64) *workload {
-	return &workload{cfg: cfg, cl: cl, log: log, tenants: tenants, seed: seed, stop: make(chan struct{}), errKinds: map[string]int{}}
+	return &workload{cfg: cfg, cl: cl, log: log, tenants: tenants, seed: seed, stop: make(chan struct{}), errKinds: map[string]int{}, adv: newAdvisories()}
 }
 
 // newLog opens a connection preferring node first and a Log on it.
@@ -114,6 +115,9 @@ func (w *workload) open() error {
 		}
 		w.conns = append(w.conns, nc)
 		w.rawConns = append(w.rawConns, nc)
+		if err := w.adv.listen(nc); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -129,16 +133,19 @@ func (w *workload) close() {
 func (w *workload) start(ctx, tailCtx context.Context) error {
 	n := len(w.cl.nodes)
 	for k, tenant := range w.tenants {
-		tl, _, err := w.newLog((k+2)%n, fmt.Sprintf("chaos-tail-%d", k))
-		if err != nil {
-			return err
+		for _, thread := range []string{"", "t0"} {
+			conn := fmt.Sprintf("chaos-tail-%d", k)
+			first := (k + 2) % n
+			if thread != "" {
+				conn += "-" + thread
+				first = (k + 1) % n
+			}
+			tl, _, err := w.newLog(first, conn)
+			if err != nil {
+				return err
+			}
+			w.startTail(tailCtx, tl, conn, tenant, thread)
 		}
-		w.startTail(tailCtx, tl, tenant, "")
-		tl, _, err = w.newLog((k+1)%n, fmt.Sprintf("chaos-tail-%d-t0", k))
-		if err != nil {
-			return err
-		}
-		w.startTail(tailCtx, tl, tenant, "t0")
 	}
 	for k, tenant := range w.tenants {
 		wl, _, err := w.newLog(k%n, fmt.Sprintf("chaos-probe-%d-write", k))
@@ -344,12 +351,12 @@ type tailer struct {
 	mu  sync.Mutex    // guards log while the tail runs
 }
 
-func (w *workload) startTail(ctx context.Context, l *jetstream.Log, tenant, thread string) {
+func (w *workload) startTail(ctx context.Context, l *jetstream.Log, conn, tenant, thread string) {
 	name := "tail " + tenant
 	if thread != "" {
 		name += "/" + thread
 	}
-	t := &tailer{log: &tailLog{Name: name, Tenant: tenant, Thread: thread}}
+	t := &tailer{log: &tailLog{Name: name, Conn: conn, Tenant: tenant, Thread: thread}}
 	w.tails = append(w.tails, t)
 	w.tailsWG.Go(func() { t.run(ctx, l, w.log) })
 }
