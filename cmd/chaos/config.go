@@ -142,7 +142,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 			"whole cluster. Then it checks the history (lost, duplicated, unexpected, out of order,\n"+
 			"partial or non-contiguous batches, read-your-writes, tail gaps and duplicates) and\n"+
 			"reports latencies. Exit status: 0 clean, 1 checker violations, 2 usage, 3 the run\n"+
-			"could not be carried out.\n\nFlags:\n")
+			"could not be carried out, 4 no nats-server could be found or installed.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	fs.Int64Var(&c.Seed, "seed", 0, "random seed of the workload and the fault schedule (default: from the clock; printed, so a run can be replayed)")

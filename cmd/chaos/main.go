@@ -15,8 +15,8 @@
 //
 // It stops by itself, bounded by --duration and the fault counts, and exits
 // 0 when the checker found nothing, 1 on any violation (latencies never
-// fail a run), 2 on a mistake in the command line and 3 when the run could
-// not be carried out.
+// fail a run), 2 on a mistake in the command line, 3 when the run could not
+// be carried out and 4 when no nats-server could be found or installed.
 package main
 
 import (
@@ -49,6 +49,8 @@ func exitCode(err error) int {
 		return 1
 	case errors.As(err, &ue):
 		return 2
+	case errors.Is(err, ErrNoServer):
+		return 4
 	default:
 		return 3
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -100,6 +101,22 @@ func TestFinishFailsOnViolationsOnly(t *testing.T) {
 	var back summary
 	if err := json.Unmarshal(out.Bytes(), &back); err != nil || back.Checker.Counts[catLost] != 3 {
 		t.Fatalf("JSON summary: %v, %+v", err, back.Checker)
+	}
+}
+
+func TestExitCodes(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want int
+	}{
+		{&violationsError{1}, 1},
+		{usageError{errors.New("bad")}, 2},
+		{&setupError{errors.New("cluster never formed")}, 3},
+		{&setupError{fmt.Errorf("%w: offline", ErrNoServer)}, 4},
+	} {
+		if got := exitCode(c.err); got != c.want {
+			t.Errorf("%v: exit %d, want %d", c.err, got, c.want)
+		}
 	}
 }
 
