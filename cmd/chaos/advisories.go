@@ -145,8 +145,9 @@ type faultAPI struct {
 	// workload's tenants (idempotent creates of existing streams that
 	// Append sends on "no responders"), by error code ("0" success).
 	StreamCreates map[string]int `json:"stream_creates,omitempty"`
-	// ConsumerCreates counts the tails' answered CONSUMER.CREATE requests.
-	ConsumerCreates int `json:"consumer_creates,omitempty"`
+	// ConsumerCreates counts the tails' answered CONSUMER.CREATE requests,
+	// by error code ("0" success).
+	ConsumerCreates map[string]int `json:"consumer_creates,omitempty"`
 	// TailConsumerMs is, per tail connection, when the first consumer it
 	// created after the fault was answered.
 	TailConsumerMs map[string]float64 `json:"tail_consumer_ms,omitempty"`
@@ -164,7 +165,7 @@ func (a *advisories) perFault(faults []*fault, tenantStreams map[string]bool) []
 			next = faults[i+1].At
 		}
 		in := func(t time.Time) bool { return t.After(f.At) && (next.IsZero() || t.Before(next)) }
-		r := faultAPI{StreamCreates: map[string]int{}, TailConsumerMs: map[string]float64{}, ElectedMs: map[string]float64{}}
+		r := faultAPI{StreamCreates: map[string]int{}, ConsumerCreates: map[string]int{}, TailConsumerMs: map[string]float64{}, ElectedMs: map[string]float64{}}
 		for _, c := range calls {
 			if !in(c.At) {
 				continue
@@ -173,7 +174,7 @@ func (a *advisories) perFault(faults []*fault, tenantStreams map[string]bool) []
 			case c.Op == "STREAM.CREATE" && tenantStreams[c.Stream]:
 				r.StreamCreates[fmt.Sprint(c.Error)]++
 			case c.Op == "CONSUMER.CREATE" && strings.HasPrefix(c.Client, "chaos-tail-"):
-				r.ConsumerCreates++
+				r.ConsumerCreates[fmt.Sprint(c.Error)]++
 				if _, ok := r.TailConsumerMs[c.Client]; !ok && c.Error == 0 {
 					r.TailConsumerMs[c.Client] = ms(c.At.Sub(f.At))
 				}

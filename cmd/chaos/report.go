@@ -40,6 +40,9 @@ type summary struct {
 	// Slowest are the library appends that took longest, with their
 	// errors: where the time in unknown outcome went.
 	Slowest []slowOp `json:"slowest"`
+	// SlowestTail are the tail deliveries that came longest after their
+	// append's acknowledgement.
+	SlowestTail []slowDelivery `json:"slowest_tail"`
 	// Advisories counts the servers' JetStream advisories by type.
 	Advisories map[string]int `json:"advisories"`
 }
@@ -55,6 +58,65 @@ type slowOp struct {
 	Attempts   int       `json:"attempts"`
 	AfterFault int       `json:"after_fault,omitempty"` // the last fault before it started or ended
 	Errors     []string  `json:"errors,omitempty"`
+}
+
+// slowDelivery is one late tail delivery.
+type slowDelivery struct {
+	Tail    string    `json:"tail"`
+	Ordinal uint64    `json:"ordinal"`
+	AckedAt time.Time `json:"acked_at"`
+	Ms      float64   `json:"ms"`
+	// AfterFault is the last fault before the acknowledgement; IdleMs how
+	// long the tail had yielded nothing before this delivery.
+	AfterFault int     `json:"after_fault,omitempty"`
+	IdleMs     float64 `json:"idle_ms"`
+}
+
+// slowestTail returns the n latest tail deliveries, one per tail and fault.
+func slowestTail(h *history, n int) []slowDelivery {
+	ackedAt := map[string]time.Time{}
+	for _, o := range h.Ops {
+		if o.Outcome == outcomeAcked {
+			for _, e := range o.Events {
+				ackedAt[e.Token] = o.End
+			}
+		}
+	}
+	var out []slowDelivery
+	for _, t := range h.Tails {
+		for i, d := range t.Deliveries {
+			a, ok := ackedAt[d.Token]
+			if !ok {
+				continue
+			}
+			sd := slowDelivery{Tail: t.Name, Ordinal: d.Ordinal, AckedAt: a, Ms: ms(d.At.Sub(a))}
+			if i > 0 {
+				sd.IdleMs = ms(d.At.Sub(t.Deliveries[i-1].At))
+			}
+			for _, f := range h.Faults {
+				if f.At.Before(a) {
+					sd.AfterFault = f.N
+				}
+			}
+			out = append(out, sd)
+		}
+	}
+	slices.SortFunc(out, func(a, b slowDelivery) int { return cmp.Compare(b.Ms, a.Ms) })
+	// The worst delivery of each tail after each fault: one stall is one
+	// entry, not n.
+	type key struct {
+		tail  string
+		fault int
+	}
+	seen := map[key]bool{}
+	var worst []slowDelivery
+	for _, d := range out {
+		if k := (key{d.Tail, d.AfterFault}); !seen[k] && len(worst) < n {
+			seen[k] = true
+			worst = append(worst, d)
+		}
+	}
+	return worst
 }
 
 // slowest returns the n longest library appends.

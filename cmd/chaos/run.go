@@ -205,7 +205,7 @@ func scenario(ctx context.Context, cfg config, log *slog.Logger) (*summary, erro
 		ElapsedSec:    time.Since(started).Seconds(),
 		FaultsPlanned: countKinds(inj.plan()), FaultsDone: countKinds(kinds), Faults: faults,
 		Workload: workloadStats(h, w.errKinds), Checker: res, Violations: res.violations(),
-		Latency: figs, Goals: goals, Slowest: slowest(h, 10), Advisories: advTypes,
+		Latency: figs, Goals: goals, Slowest: slowest(h, 10), SlowestTail: slowestTail(h, 10), Advisories: advTypes,
 	}
 	s.OK = s.Violations == 0
 	if !s.OK {
