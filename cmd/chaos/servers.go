@@ -25,7 +25,7 @@ const serverVersion = "v2.15.2"
 
 // ErrNoServer is returned when no nats-server binary can be found or
 // installed (for example without network access).
-var ErrNoServer = errors.New("chaos: nats-server is not available")
+var ErrNoServer = errors.New("nats-server is not available")
 
 // findServer returns the nats-server binary to run: bin when set, else
 // nats-server from PATH, else $(go env GOPATH)/bin/nats-server, installed
