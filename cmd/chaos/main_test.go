@@ -35,7 +35,7 @@ func serverOrSkip(t *testing.T) string {
 // Timings are never judged; only the checker's categories are.
 func TestTinyChaosRunFindsNoViolation(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts three nats-server processes and kills leaders for about a minute")
+		t.Skip("starts three nats-server processes and kills leaders for about half a minute")
 	}
 	bin := serverOrSkip(t)
 	var stdout, stderr bytes.Buffer

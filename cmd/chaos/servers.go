@@ -96,7 +96,6 @@ type node struct {
 	cmd    *exec.Cmd
 	exited chan struct{} // closed when cmd has been reaped
 	paused bool
-	starts int
 }
 
 func (n *node) url() string { return fmt.Sprintf("nats://127.0.0.1:%d", n.clientPort) }
@@ -126,7 +125,6 @@ func (n *node) start() error {
 		close(exited)
 	}()
 	n.cmd, n.exited, n.paused = cmd, exited, false
-	n.starts++
 	return nil
 }
 

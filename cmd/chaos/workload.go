@@ -75,12 +75,11 @@ type workload struct {
 	tailsWG sync.WaitGroup
 	probes  sync.WaitGroup // the per-fault probes
 
-	mu        sync.Mutex
-	ops       []*op
-	probeLog  []probe
-	tails     []*tailer
-	errKinds  map[string]int
-	writeErrs int
+	mu       sync.Mutex
+	ops      []*op
+	probeLog []probe
+	tails    []*tailer
+	errKinds map[string]int
 }
 
 func newWorkload(cfg config, cl *cluster, log *slog.Logger, tenants []string, seed uint64) *workload {
@@ -317,7 +316,6 @@ func (w *workload) noteError(o *op, err error) {
 	kind := errorKind(err)
 	w.mu.Lock()
 	w.errKinds[kind]++
-	w.writeErrs++
 	w.mu.Unlock()
 	w.log.Debug("append attempt failed", "writer", o.Writer, "tenant", o.Tenant, "thread", o.Thread, "attempt", o.Attempts, "err", err)
 }
