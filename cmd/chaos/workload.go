@@ -360,10 +360,13 @@ func (w *workload) startTail(ctx context.Context, l *jetstream.Log, conn, tenant
 }
 
 // run follows the tail until ctx ends. A yielded error is recorded (the
-// checker counts it) and the tail resumes after the last ordinal.
+// checker counts it) and the tail resumes after the last ordinal it
+// yielded, or after the ordinal of a corrupt event, so that one is not met
+// again.
 func (t *tailer) run(ctx context.Context, l *jetstream.Log, log *slog.Logger) {
+	var skip uint64
 	for ctx.Err() == nil {
-		cursor := t.top.Load()
+		cursor := max(t.top.Load(), skip)
 		var err error
 		if t.log.Thread == "" {
 			for rec, e := range l.TailTenant(ctx, t.log.Tenant, cursor) {
@@ -382,7 +385,11 @@ func (t *tailer) run(ctx context.Context, l *jetstream.Log, log *slog.Logger) {
 			}
 		}
 		if err != nil && ctx.Err() == nil {
-			log.Warn("tail yielded an error; resuming after its last ordinal", "tail", t.log.Name, "after", t.top.Load(), "err", err)
+			var corrupt *sessionlog.CorruptEventError
+			if errors.As(err, &corrupt) {
+				skip = max(skip, corrupt.Ordinal)
+			}
+			log.Warn("tail yielded an error; resuming after its last ordinal", "tail", t.log.Name, "after", max(t.top.Load(), skip), "err", err)
 			t.mu.Lock()
 			t.log.Errors = append(t.log.Errors, err.Error())
 			t.mu.Unlock()
