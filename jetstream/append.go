@@ -71,9 +71,11 @@ func (l *Log) Append(ctx context.Context, key sessionlog.ThreadKey, events []ses
 	// first attempt is the hot path.
 	var backoff *backoff
 	ensured := false
+	noResponders := 0
 	for {
 		last, err := l.send(ctx, msgs)
 		if err == nil {
+			l.markKnown(stream)
 			return last, nil
 		}
 		lastErr := err
@@ -82,18 +84,34 @@ func (l *Log) Append(ctx context.Context, key sessionlog.ThreadKey, events []ses
 		case errors.Is(err, ErrPermissionDenied):
 			return 0, translate(err, key, nil)
 		case errors.Is(err, nats.ErrNoResponders):
-			// No stream listens on the subject: create it once, then wait
-			// out a leader election.
-			if !ensured {
-				if !l.cfg.createStreams {
-					if _, exists, lerr := l.streamState(ctx, stream); lerr == nil && !exists {
-						return 0, fmt.Errorf("%w: tenant %q (stream %s)", ErrTenantNotProvisioned, key.Tenant, stream)
-					}
-				} else if err := l.EnsureTenant(ctx, key.Tenant); err != nil {
-					return 0, err
+			// No stream leader listens on the subject. A stream this Log
+			// has seen is between leaders: wait out the election, which
+			// never needs the meta leader. Otherwise ask whether it exists
+			// (its members answer while it has no leader) and create it
+			// only when it does not.
+			if noResponders++; l.isKnown(stream) && noResponders%20 == 0 {
+				// Still no leader after a while: make sure the stream
+				// was not deleted meanwhile.
+				if _, exists, lerr := l.streamState(ctx, stream); lerr == nil && !exists {
+					l.known.Delete(stream)
 				}
-				ensured = true
-				continue
+			}
+			if !ensured && !l.isKnown(stream) {
+				_, exists, lerr := l.streamState(ctx, stream)
+				switch {
+				case lerr != nil:
+					// Unknown yet (the cluster is electing): try again.
+				case exists:
+					l.markKnown(stream)
+				case !l.cfg.createStreams:
+					return 0, fmt.Errorf("%w: tenant %q (stream %s)", ErrTenantNotProvisioned, key.Tenant, stream)
+				default:
+					if err := l.EnsureTenant(ctx, key.Tenant); err != nil {
+						return 0, err
+					}
+					ensured = true
+					continue
+				}
 			}
 		case code == codeBatchTooManyInflight, code == codeBatchIncomplete, code == codeDuplicateInProcess:
 			// Transient: too many open batches on the server, a batch the
@@ -365,13 +383,19 @@ func withRetryBudget(ctx context.Context) (context.Context, context.CancelFunc) 
 	return context.WithTimeout(ctx, retryBudget)
 }
 
-// backoff waits between retries: jittered, doubling from 1ms to 100ms.
-type backoff struct{ next time.Duration }
+// backoff waits between retries: jittered, doubling from its first wait
+// up to its longest.
+type backoff struct{ next, longest time.Duration }
 
-func newBackoff() *backoff { return &backoff{next: time.Millisecond} }
+// newBackoff retries quickly: 1 ms doubling to 100 ms.
+func newBackoff() *backoff { return &backoff{next: time.Millisecond, longest: 100 * time.Millisecond} }
+
+// newSlowBackoff is for a system that said it is unavailable: 250 ms
+// doubling to 2 s, so that many callers do not storm it.
+func newSlowBackoff() *backoff { return &backoff{next: 250 * time.Millisecond, longest: 2 * time.Second} }
 
 func (b *backoff) wait(ctx context.Context) error {
 	d := b.next/2 + rand.N(b.next/2+1)
-	b.next = min(2*b.next, 100*time.Millisecond)
+	b.next = min(2*b.next, b.longest)
 	return sleepCtx(ctx, d)
 }

@@ -40,6 +40,11 @@ type Log struct {
 
 	mu      sync.Mutex
 	streams map[string]streamState // by stream name
+	// known holds the streams this Log has seen exist: no responders on
+	// one of them is a leader election, never a reason to create it.
+	known sync.Map
+	// creating shares one stream creation among concurrent appends.
+	creating map[string]*creation
 
 }
 
@@ -101,6 +106,7 @@ func New(nc *nats.Conn, opts ...Option) (*Log, error) {
 		cfg:        cfg,
 		batchSlots: make(chan struct{}, cfg.maxBatches),
 		streams:    make(map[string]streamState),
+		creating:   make(map[string]*creation),
 	}
 	return l, nil
 }
@@ -147,23 +153,66 @@ func (l *Log) StreamConfig(tenant string) natsjs.StreamConfig {
 
 // EnsureTenant creates the tenant's stream if it does not exist. An existing
 // stream is left as it is, whatever its settings. Append calls it on a
-// tenant's first append unless stream creation is turned off. Creation is
-// idempotent, so attempts that time out (a busy or electing meta leader)
-// are retried until ctx ends, or for 30 seconds when it has no deadline.
+// tenant's first append unless stream creation is turned off; concurrent
+// calls for one tenant share one creation. Creation is idempotent, so
+// attempts that time out (a busy or electing meta leader) are retried, each
+// first asking whether an earlier attempt succeeded, until ctx ends, or for
+// 30 seconds when it has no deadline. Attempts wait 1 s at first, doubling
+// up to the request timeout, so that the first attempt after an election
+// goes out soon.
 func (l *Log) EnsureTenant(ctx context.Context, tenant string) error {
 	if err := sessionlog.ValidateTenant(tenant); err != nil {
 		return err
 	}
+	name := l.cfg.scheme.Stream(tenant)
+	l.mu.Lock()
+	c := l.creating[name]
+	if c == nil {
+		c = &creation{done: make(chan struct{})}
+		l.creating[name] = c
+		l.mu.Unlock()
+		c.err = l.createStream(ctx, tenant)
+		l.mu.Lock()
+		delete(l.creating, name)
+		l.mu.Unlock()
+		close(c.done)
+		if c.err == nil {
+			l.markKnown(name)
+		}
+		return c.err
+	}
+	l.mu.Unlock()
+	select {
+	case <-c.done:
+		if c.err != nil && ctx.Err() == nil {
+			return l.EnsureTenant(ctx, tenant) // its caller gave up; try ourselves
+		}
+		return c.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// creation is one stream creation that concurrent callers wait for.
+type creation struct {
+	done chan struct{}
+	err  error
+}
+
+func (l *Log) createStream(ctx context.Context, tenant string) error {
 	cfg := l.StreamConfig(tenant)
 	ctx, cancel := withRetryBudget(ctx)
 	defer cancel()
 	backoff := newBackoff()
+	unavailable := newSlowBackoff()
+	attempt := min(time.Second, l.cfg.requestTimeout)
 	for {
-		actx, acancel := l.withTimeout(ctx)
+		actx, acancel := context.WithTimeout(ctx, attempt)
 		gctx, check := l.guard(actx, l.apiSubject(apiStreamCreate, cfg.Name))
 		_, err := l.js.CreateStream(gctx, cfg)
 		err = check(err)
 		acancel()
+		wait := backoff
 		switch {
 		case err == nil:
 			return nil
@@ -174,14 +223,34 @@ func (l *Log) EnsureTenant(ctx context.Context, tenant string) error {
 			return fmt.Errorf("%w: no room for the stream of tenant %q: %w", sessionlog.ErrQuotaExceeded, tenant, err)
 		case errCode(err) == codeInsufficientResources, errCode(err) == codeStorageExceeded, errCode(err) == codeMemoryExceeded:
 			return fmt.Errorf("%w: creating the stream of tenant %q: %w", sessionlog.ErrStorageFull, tenant, err)
+		case ctx.Err() == nil && apiStatus(err) == 503:
+			// The system is electing: ask again, without a storm.
+			wait = unavailable
 		case ctx.Err() == nil && isTransient(err):
+			// No answer: the creation may have happened; ask before
+			// resending, and give the next attempt longer.
+			if _, exists, serr := l.streamState(ctx, cfg.Name); serr == nil && exists {
+				return nil
+			}
+			attempt = min(2*attempt, l.cfg.requestTimeout)
 		default:
 			return fmt.Errorf("jetstream: creating stream %s for tenant %q: %w", cfg.Name, tenant, err)
 		}
-		if werr := backoff.wait(ctx); werr != nil {
+		if werr := wait.wait(ctx); werr != nil {
 			return fmt.Errorf("jetstream: creating stream %s for tenant %q: %w", cfg.Name, tenant, err)
 		}
 	}
+}
+
+func (l *Log) markKnown(stream string) {
+	if _, ok := l.known.Load(stream); !ok {
+		l.known.Store(stream, struct{}{})
+	}
+}
+
+func (l *Log) isKnown(stream string) bool {
+	_, ok := l.known.Load(stream)
+	return ok
 }
 
 // isTransient reports errors worth retrying an idempotent request for: a

@@ -152,6 +152,9 @@ func (t *tail) follow(ctx context.Context, last *uint64, deliver func(*served) b
 	}
 	name := "jstail_" + nuid.Next()
 	if err := t.createConsumer(ctx, name, inbox, *last+1); err != nil {
+		// A creation that timed out may still happen: delete it, in the
+		// background (the server also removes it once it is inactive).
+		go t.deleteConsumer(name)
 		return err
 	}
 	defer t.deleteConsumer(name)
@@ -255,14 +258,26 @@ func (t *tail) createConsumer(ctx context.Context, name, inbox string, start uin
 			InactiveThreshold: tailInactiveThreshold,
 		},
 	}
-	err := t.l.apiRequest(ctx, apiConsumerCreate+"."+t.stream+"."+name+"."+t.filter, req, nil)
-	if errCode(err) == codeStreamNotFound {
-		return errStreamMissing
+	// The same name makes a repeated creation idempotent, so an attempt
+	// that gets no answer (the meta leader is being elected) is resent
+	// soon: 1 s at first, doubling up to the request timeout.
+	attempt := min(time.Second, t.l.cfg.requestTimeout)
+	for {
+		actx, cancel := context.WithTimeout(ctx, attempt)
+		err := t.l.apiRequest(actx, apiConsumerCreate+"."+t.stream+"."+name+"."+t.filter, req, nil)
+		cancel()
+		switch {
+		case err == nil:
+			return nil
+		case errCode(err) == codeStreamNotFound:
+			return errStreamMissing
+		case ctx.Err() == nil && attempt < t.l.cfg.requestTimeout && !errors.Is(err, ErrPermissionDenied) &&
+			(errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout)):
+			attempt = min(2*attempt, t.l.cfg.requestTimeout)
+		default:
+			return fmt.Errorf("jetstream: creating a tail consumer on %s: %w", t.stream, err)
+		}
 	}
-	if err != nil {
-		return fmt.Errorf("jetstream: creating a tail consumer on %s: %w", t.stream, err)
-	}
-	return nil
 }
 
 // deleteConsumer releases the consumer; it uses its own short deadline, as
