@@ -392,7 +392,9 @@ func newBackoff() *backoff { return &backoff{next: time.Millisecond, longest: 10
 
 // newSlowBackoff is for a system that said it is unavailable: 250 ms
 // doubling to 2 s, so that many callers do not storm it.
-func newSlowBackoff() *backoff { return &backoff{next: 250 * time.Millisecond, longest: 2 * time.Second} }
+func newSlowBackoff() *backoff {
+	return &backoff{next: 250 * time.Millisecond, longest: 2 * time.Second}
+}
 
 func (b *backoff) wait(ctx context.Context) error {
 	d := b.next/2 + rand.N(b.next/2+1)

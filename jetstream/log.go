@@ -45,7 +45,6 @@ type Log struct {
 	known sync.Map
 	// creating shares one stream creation among concurrent appends.
 	creating map[string]*creation
-
 }
 
 var _ sessionlog.Log = (*Log)(nil)
