@@ -92,15 +92,23 @@ func (l *Log) Append(ctx context.Context, key sessionlog.ThreadKey, events []ses
 			if noResponders++; l.isKnown(stream) && noResponders%20 == 0 {
 				// Still no leader after a while: make sure the stream
 				// was not deleted meanwhile.
-				if _, exists, lerr := l.streamState(ctx, stream); lerr == nil && !exists {
+				if _, exists, lerr := l.quickStreamState(ctx, stream); lerr == nil && !exists {
 					l.known.Delete(stream)
 				}
 			}
 			if !ensured && !l.isKnown(stream) {
-				_, exists, lerr := l.streamState(ctx, stream)
+				_, exists, lerr := l.quickStreamState(ctx, stream)
 				switch {
+				case lerr != nil && l.cfg.createStreams:
+					// No answer (a meta leader is being elected): creating
+					// is idempotent, and answers for an existing stream too.
+					if err := l.EnsureTenant(ctx, key.Tenant); err != nil {
+						return 0, err
+					}
+					ensured = true
+					continue
 				case lerr != nil:
-					// Unknown yet (the cluster is electing): try again.
+					// Unknown yet: try again.
 				case exists:
 					l.markKnown(stream)
 				case !l.cfg.createStreams:

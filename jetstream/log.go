@@ -228,7 +228,7 @@ func (l *Log) createStream(ctx context.Context, tenant string) error {
 		case ctx.Err() == nil && isTransient(err):
 			// No answer: the creation may have happened; ask before
 			// resending, and give the next attempt longer.
-			if _, exists, serr := l.streamState(ctx, cfg.Name); serr == nil && exists {
+			if _, exists, serr := l.quickStreamState(ctx, cfg.Name); serr == nil && exists {
 				return nil
 			}
 			attempt = min(2*attempt, l.cfg.requestTimeout)
@@ -263,6 +263,15 @@ func isTransient(err error) bool {
 	}
 	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
 		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, natsjs.ErrJetStreamNotEnabled)
+}
+
+// quickStreamState is streamState asked with a 1 s deadline: for the paths
+// that recover from faults, where a request nobody answers must not hold
+// the caller for the whole request timeout.
+func (l *Log) quickStreamState(ctx context.Context, stream string) (streamState, bool, error) {
+	qctx, cancel := context.WithTimeout(ctx, min(time.Second, l.cfg.requestTimeout))
+	defer cancel()
+	return l.streamState(qctx, stream)
 }
 
 // streamState returns what the Log knows of a stream, looking it up when

@@ -218,14 +218,36 @@ func (r *reader) next(ctx context.Context) (*chunk, bool, error) {
 
 // firstReplicated starts a read of a replicated stream: the leader's first
 // live event after the cursor and last event, and a direct get, at once.
+//
+// The direct get is also a second opinion on the leader. A replica only
+// ever holds what the leader committed, so a replica that holds a later
+// message of the thread than the leader reports means either that the
+// leader archived it (the replica lags behind the purge) or that the node
+// answering as leader is not the leader any more: a leader that was paused
+// answers from its stale store until it hears of the new term. The
+// stream's last sequence tells them apart (a purge never lowers it); a
+// stale leader is asked again after a moment.
 func (r *reader) firstReplicated(ctx context.Context) (*chunk, bool, error) {
+	start := r.cursor
+	for attempt := 0; ; attempt++ {
+		c, done, stale, err := r.firstReplicatedOnce(ctx, start)
+		if err != nil || !stale || attempt >= staleRetries {
+			return c, done, err
+		}
+		r.cursor, r.leaderNext = start, false
+		if err := sleepCtx(ctx, time.Duration(attempt+1)*25*time.Millisecond); err != nil {
+			return &chunk{}, true, err
+		}
+	}
+}
+
+func (r *reader) firstReplicatedOnce(ctx context.Context, start uint64) (c *chunk, done, stale bool, err error) {
 	type leaderReply struct {
 		msg *storedMsg
 		err error
 	}
 	firstCh := make(chan leaderReply, 1)
 	lastCh := make(chan leaderReply, 1)
-	start := r.cursor
 	go func() {
 		m, err := r.l.leaderGet(ctx, r.stream, msgGetRequest{Seq: start + 1, NextFor: r.subject})
 		firstCh <- leaderReply{m, err}
@@ -244,19 +266,31 @@ func (r *reader) firstReplicated(ctx context.Context) (*chunk, bool, error) {
 	first, last := <-firstCh, <-lastCh
 	switch {
 	case first.err != nil:
-		return &chunk{}, true, fmt.Errorf("jetstream: reading %s from the stream leader: %w", r.subject, first.err)
+		return &chunk{}, true, false, fmt.Errorf("jetstream: reading %s from the stream leader: %w", r.subject, first.err)
 	case last.err != nil:
-		return &chunk{}, true, fmt.Errorf("jetstream: reading %s from the stream leader: %w", r.subject, last.err)
+		return &chunk{}, true, false, fmt.Errorf("jetstream: reading %s from the stream leader: %w", r.subject, last.err)
 	case derr != nil:
-		return &chunk{}, true, derr
-	case first.msg == nil || first.msg.Seq <= start:
-		// The leader has nothing live after the cursor.
-		return &chunk{}, true, nil
+		return &chunk{}, true, false, derr
 	}
-	r.head = first.msg.Seq
+	var leaderLast uint64
+	if first.msg != nil && first.msg.Seq > start {
+		leaderLast = first.msg.Seq
+	}
 	if last.msg != nil {
-		r.head = max(r.head, last.msg.Seq)
+		leaderLast = max(leaderLast, last.msg.Seq)
 	}
+	if seen := c.lastOrdinal(); seen > leaderLast {
+		if behind, err := r.leaderBehind(ctx, seen); err != nil {
+			return &chunk{}, true, false, err
+		} else if behind {
+			return &chunk{}, false, true, nil
+		}
+	}
+	if first.msg == nil || first.msg.Seq <= start {
+		// The leader has nothing live after the cursor.
+		return &chunk{}, true, false, nil
+	}
+	r.head = leaderLast
 	// Drop what a lagging replica still has but the leader archived.
 	c.dropBefore(first.msg.Seq)
 	if c.empty() {
@@ -264,7 +298,18 @@ func (r *reader) firstReplicated(ctx context.Context) (*chunk, bool, error) {
 		c.add(decodeEvent(r.key, r.token, leaderServed(first.msg)))
 	}
 	r.cursor = c.lastOrdinal()
-	return c, r.cursor >= r.head, nil
+	return c, r.cursor >= r.head, false, nil
+}
+
+// leaderBehind reports whether the node answering as the stream's leader
+// has not stored seq, which a replica has: then it is a leader that lost
+// its leadership without knowing it yet.
+func (r *reader) leaderBehind(ctx context.Context, seq uint64) (bool, error) {
+	var info natsjs.StreamInfo
+	if err := r.l.apiRequest(ctx, apiStreamInfo+"."+r.stream, nil, &info); err != nil {
+		return false, fmt.Errorf("jetstream: checking the stream leader of %s: %w", r.stream, err)
+	}
+	return info.State.LastSeq < seq, nil
 }
 
 // nextReplicated continues a replicated read until the leader's head.
