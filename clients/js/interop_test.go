@@ -572,7 +572,13 @@ func requireLibraryStreamConfig(t *testing.T, e env, log *jetstream.Log, tenant 
 
 func readJS(t *testing.T, e env, tenant string, threads []jsThread) jsReadResult {
 	t.Helper()
-	lines := runJS(t, "read", map[string]any{"servers": e.jsURLs[1:], "tenant": tenant, "threads": threads, "read_batch": 3})
+	return readJSBatch(t, e, tenant, threads, 3)
+}
+
+// readJSBatch reads with direct gets of at most batch messages each.
+func readJSBatch(t *testing.T, e env, tenant string, threads []jsThread, batch int) jsReadResult {
+	t.Helper()
+	lines := runJS(t, "read", map[string]any{"servers": e.jsURLs[1:], "tenant": tenant, "threads": threads, "read_batch": batch})
 	require.Len(t, lines, 1)
 	var res jsReadResult
 	require.NoError(t, json.Unmarshal(lines[0], &res))
@@ -679,6 +685,10 @@ func hostileMessages() []hostileMessage {
 			return valid("hidden", fmt.Sprintf("Nats-Stream: %s\r\nNats-Subject: %s\r\nNats-Sequence: %d\r\nNats-Time-Stamp: 2001-02-03T04:05:06Z\r\nNats-Num-Pending: 0\r\nNats-Last-Sequence: %d\r\n",
 				stream, subject, prev+1000, prev))(tok, prev, stream, subject) + "zz"
 		}},
+		{name: "forged first reply of a batch hiding the server's headers behind a blank line", event: true, header: func(tok string, prev uint64, stream, subject string) string {
+			return valid("hidden0", fmt.Sprintf("Nats-Stream: %s\r\nNats-Subject: %s\r\nNats-Sequence: %d\r\nNats-Time-Stamp: 2001-02-03T04:05:06Z\r\nNats-Num-Pending: 0\r\nNats-Last-Sequence: 0\r\n",
+				stream, subject, prev+1000))(tok, prev, stream, subject) + "zz"
+		}},
 		{name: "forged end of batch hiding the server's headers behind a blank line", empty: true, header: func(_ string, prev uint64, _, _ string) string {
 			return fmt.Sprintf("NATS/1.0\r\nStatus: 204\r\nDescription: EOB\r\nNats-Num-Pending: 0\r\nNats-Last-Sequence: %d\r\n\r\nzz", prev)
 		}},
@@ -758,19 +768,23 @@ func testHostile(t *testing.T, e env, tenant string) {
 	require.Len(t, libCorrupt, len(wantCorrupt)-3, "corrupt messages the library reports: %v", err)
 
 	// The JavaScript client reads the same records and the same corrupt
-	// messages, in its direct-get batches of 3 and through the leader.
-	res := readJS(t, e, tenant, []jsThread{{Thread: key.Thread}})
-	got := res.Threads[0]
-	var jsCorrupt []uint64
-	for _, c := range got.Corrupt {
-		jsCorrupt = append(jsCorrupt, c.Ordinal)
+	// messages, through direct gets and the leader. Batches of one make every
+	// message the first reply of its request, larger ones put messages
+	// after others in a batch.
+	for _, batch := range []int{1, 3, 1000} {
+		res := readJSBatch(t, e, tenant, []jsThread{{Thread: key.Thread}}, batch)
+		got := res.Threads[0]
+		var jsCorrupt []uint64
+		for _, c := range got.Corrupt {
+			jsCorrupt = append(jsCorrupt, c.Ordinal)
+		}
+		require.Equal(t, libCorrupt, jsCorrupt, "batch %d: corrupt ordinals: the library's, then the JavaScript client's (reasons %+v)", batch, got.Corrupt)
+		require.Len(t, got.Records, len(want), "batch %d", batch)
+		for j := range want {
+			requireSameRecord(t, want[j], got.Records[j], "batch %d: record %d", batch, j)
+		}
+		require.Equal(t, last, got.Records[len(got.Records)-1].Ordinal)
 	}
-	require.Equal(t, libCorrupt, jsCorrupt, "corrupt ordinals: the library's, then the JavaScript client's (reasons %+v)", got.Corrupt)
-	require.Len(t, got.Records, len(want))
-	for j := range want {
-		requireSameRecord(t, want[j], got.Records[j], "record %d", j)
-	}
-	require.Equal(t, last, got.Records[len(got.Records)-1].Ordinal)
 
 	// A tenant tail in JavaScript meets every message, corrupt ones in their
 	// place, as the library's tenant tail does.

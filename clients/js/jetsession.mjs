@@ -416,13 +416,31 @@ export class Client {
     this.streamOptions = opts.streamOptions || {};
   }
 
+  // apiRequest sends a JetStream API request and returns its JSON reply;
+  // an error reply is thrown as an ApiError. Every request this client
+  // sends is idempotent, so one that times out or meets JetStream briefly
+  // unavailable (a meta or stream leader being elected) is sent again, for
+  // up to 30 seconds.
   async apiRequest(subject, body) {
-    const m = await this.nc.request(`${this.api}.${subject}`, body === undefined ? undefined : te.encode(JSON.stringify(body)), {
-      timeout: this.timeout,
-    });
-    const v = JSON.parse(lenient.decode(m.data));
-    if (v.error) throw new ApiError(v.error, subject);
-    return v;
+    const payload = body === undefined ? undefined : te.encode(JSON.stringify(body));
+    const until = Date.now() + 30_000;
+    for (let wait = 10; ; wait = Math.min(2 * wait, 500)) {
+      let v;
+      try {
+        const m = await this.nc.request(`${this.api}.${subject}`, payload, { timeout: this.timeout });
+        v = JSON.parse(lenient.decode(m.data));
+      } catch (err) {
+        if (!(isTimeout(err) || noResponders(err)) || Date.now() > until) throw err;
+        await new Promise((r) => setTimeout(r, wait));
+        continue;
+      }
+      if (v.error && v.error.code === 503 && Date.now() < until) {
+        await new Promise((r) => setTimeout(r, wait));
+        continue;
+      }
+      if (v.error) throw new ApiError(v.error, subject);
+      return v;
+    }
   }
 
   /** streamConfig is the tenant stream of PROTOCOL.md, "Creating a tenant". */
@@ -524,20 +542,27 @@ export class Client {
     });
     if (opts.expectLast !== undefined) msgs[0].h.set("Nats-Expected-Last-Subject-Sequence", String(opts.expectLast));
 
+    // Transient failures are retried with the same IDs, which is safe, for
+    // up to 30 seconds.
     let created = false;
+    const until = Date.now() + 30_000;
+    const pause = (attempt) => new Promise((r) => setTimeout(r, Math.min(100, 2 ** Math.min(attempt, 7))));
     for (let attempt = 0; ; attempt++) {
       let reply;
       try {
         reply = events.length === 1 ? await this.publishOne(subject, msgs[0]) : await this.publishBatch(subject, msgs);
       } catch (err) {
-        if (noResponders(err) && this.createStreams && !created) {
-          // No stream listens on the subject: the tenant has none yet.
-          await this.createTenant(tenant, this.streamOptions);
-          created = true;
+        if (noResponders(err) && Date.now() < until) {
+          // No stream listens on the subject: the tenant has none yet, or
+          // its new stream has no leader yet.
+          if (!created) {
+            if (!this.createStreams) throw new Error(`tenant ${JSON.stringify(tenant)} has no stream`);
+            await this.createTenant(tenant, this.streamOptions);
+            created = true;
+          } else await pause(attempt);
           continue;
         }
-        const unknown = err instanceof natsErrors.TimeoutError || err?.cause instanceof natsErrors.TimeoutError;
-        if (unknown && attempt < 5) continue; // outcome unknown: the same IDs again are safe
+        if (isTimeout(err) && Date.now() < until) continue; // outcome unknown: the same IDs again are safe
         throw err;
       }
       if (reply.seq) return reply.seq;
@@ -551,8 +576,8 @@ export class Client {
         throw new ConflictError(`expected last ordinal ${opts.expectLast}: ${e.description}`);
       }
       const transient = [CODES.batchIncomplete, CODES.batchTooManyInflight, CODES.duplicateInProcess].includes(e.err_code);
-      if (transient && attempt < 50) {
-        await new Promise((r) => setTimeout(r, Math.min(100, 1 << attempt)));
+      if (transient && Date.now() < until) {
+        await pause(attempt);
         continue;
       }
       throw new ApiError(e, `append to ${subject}`);
@@ -931,6 +956,11 @@ function serverMessage(hdr, data, stream, filter, prev) {
   const time = parseTime(lastValue(h.fields, "Nats-Time-Stamp") ?? "");
   if (!time) return null;
   return { seq, subject, time, hdr, data };
+}
+
+function isTimeout(err) {
+  for (let e = err; e; e = e.cause) if (e instanceof natsErrors.TimeoutError) return true;
+  return false;
 }
 
 // noResponders recognises a request nobody answered: nats.js reports a
