@@ -4,6 +4,7 @@
 // so that each step of the protocol can be read next to its section.
 import { createInbox, headers as natsHeaders, errors as natsErrors, nuid, RequestError } from "@nats-io/transport-node";
 import { jetstream } from "@nats-io/jetstream";
+import { randomFillSync } from "node:crypto";
 
 export const PROTOCOL_VERSION = 1;
 
@@ -255,7 +256,7 @@ function nowTime() {
 // newID returns a UUID version 7, as the Go library's IDs.
 export function newID() {
   const b = new Uint8Array(16);
-  globalThis.crypto.getRandomValues(b);
+  randomFillSync(b);
   let ms = BigInt(Date.now());
   for (let i = 5; i >= 0; i--) {
     b[i] = Number(ms & 0xffn);
