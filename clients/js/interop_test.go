@@ -342,6 +342,7 @@ func ctxT(t *testing.T) context.Context {
 var quiet = nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {})
 
 func TestInteropSingleNode(t *testing.T) {
+	t.Parallel()
 	requireNode(t)
 	srv := testserver.Start(t)
 	e := env{jsURLs: []string{srv.URL(), srv.URL()}, rawURL: srv.URL(), nc: srv.Connect(t, quiet), replicas: 1}
@@ -352,6 +353,7 @@ func TestInteropClusterR3(t *testing.T) {
 	if testing.Short() {
 		t.Skip("cluster tests are not run with -short")
 	}
+	t.Parallel()
 	requireNode(t)
 	c := testserver.StartCluster(t, 3)
 	// The JavaScript client writes through one node and reads back through
