@@ -479,6 +479,23 @@ func testLibraryReadsJS(t *testing.T, e env, tenant string) {
 			requireSameEvent(t, exp[j], recs[j], "thread %q record %d", th, j)
 		}
 	}
+	// A thread tail from a cursor yields the rest of the thread.
+	longest := sessionlog.ThreadKey{Tenant: tenant, Thread: hostileThreads[6]}
+	all, err := log.LoadSince(ctxT(t), longest, 0)
+	require.NoError(t, err)
+	tctx, cancelTail := context.WithCancel(ctxT(t))
+	var fromTail []sessionlog.Record
+	for rec, err := range log.Tail(tctx, longest, all[0].Ordinal) {
+		require.NoError(t, err)
+		if fromTail = append(fromTail, rec); len(fromTail) == len(all)-1 {
+			break
+		}
+	}
+	cancelTail()
+	for j := range fromTail {
+		requireSameEvent(t, all[j+1], fromTail[j], "thread tail record %d", j)
+	}
+
 	// ... and its tenant tail saw them live, in order.
 	testserver.Eventually(t, 30*time.Second, func() error {
 		tailMu.Lock()
