@@ -5,68 +5,95 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/synadia-io/orbit.go/jetstreamext"
 )
 
-// Server error codes this package reacts to.
+// Server error codes this package reacts to: nats.go's and orbit's where
+// they define them, the server's (errors.json names) where they do not.
 const (
-	codeWrongLastSequence      = 10071
-	codeWrongLastSequenceConst = 10164
-	codeWrongLastMsgID         = 10070
-	codeStreamNotFound         = 10059
-	codeNoMessageFound         = 10037
-	codeMsgExceedsMaximum      = 10054
-	codeHeaderExceedsMaximum   = 10097
-	codeStoreFailed            = 10077
-	codeStorageExceeded        = 10047
-	codeMemoryExceeded         = 10028
-	codeAccountExceeded        = 10002
-	codeInsufficientResources  = 10023
-	codeMaxStreams             = 10027
-	codeBatchTooLarge          = 10199
-	codeBatchIncomplete        = 10176
-	codeBatchDuplicate         = 10201
-	codeBatchTooManyInflight   = 10210
-	codeDuplicateInProcess     = 10158
-	codeStreamNameInUse        = 10058
+	codeWrongLastSequence      = natsjs.JSErrCodeStreamWrongLastSequence         // JSStreamWrongLastSequenceErrF
+	codeWrongLastSequenceConst = natsjs.JSErrCodeStreamWrongLastSequenceConstant // JSStreamWrongLastSequenceConstantErr
+	codeStreamNotFound         = natsjs.JSErrCodeStreamNotFound
+	codeNoMessageFound         = natsjs.JSErrCodeMessageNotFound
+	codeMsgExceedsMaximum      = natsjs.JSErrCodeStreamMessageExceedsMaximum
+	codeBatchTooLarge          = jetstreamext.JSErrCodeBatchPublishExceedsLimit
+	codeBatchIncomplete        = jetstreamext.JSErrCodeBatchPublishIncomplete
+	codeBatchDuplicate         = jetstreamext.JSErrCodeBatchPublishDuplicateMsgID
+	codeBatchTooManyInflight   = jetstreamext.JSErrCodeAtomicPublishTooManyInflight
+
+	codeAccountExceeded       natsjs.ErrorCode = 10002 // JSAccountResourcesExceededErr
+	codeInsufficientResources natsjs.ErrorCode = 10023 // JSInsufficientResourcesErr
+	codeMaxStreams            natsjs.ErrorCode = 10027 // JSMaximumStreamsLimitErr
+	codeMemoryExceeded        natsjs.ErrorCode = 10028 // JSMemoryResourcesExceededErr
+	codeStorageExceeded       natsjs.ErrorCode = 10047 // JSStorageResourcesExceededErr
+	codeWrongLastMsgID        natsjs.ErrorCode = 10070 // JSStreamWrongLastMsgIDErrF
+	codeStoreFailed           natsjs.ErrorCode = 10077 // JSStreamStoreFailedF
+	codeHeaderExceedsMaximum  natsjs.ErrorCode = 10097 // JSStreamHeaderExceedsMaximumErr
+	codeDuplicateInProcess    natsjs.ErrorCode = 10158 // JSStreamDuplicateMessageConflict
 )
-
-// apiError is an error reply of the JetStream API.
-type apiError struct {
-	Code        int    `json:"code"`
-	ErrCode     int    `json:"err_code"`
-	Description string `json:"description"`
-}
-
-func (e *apiError) Error() string {
-	return fmt.Sprintf("nats: %s (code %d, error %d)", e.Description, e.Code, e.ErrCode)
-}
 
 // errCode returns the JetStream error code carried by err, or 0.
-func errCode(err error) int {
-	var ae *apiError
+func errCode(err error) natsjs.ErrorCode {
+	var ae *natsjs.APIError
 	if errors.As(err, &ae) {
-		return ae.ErrCode
-	}
-	var nae *natsjs.APIError
-	if errors.As(err, &nae) {
-		return int(nae.ErrorCode)
+		return ae.ErrorCode
 	}
 	return 0
 }
 
-type pubAck struct {
-	Stream    string    `json:"stream"`
-	Seq       uint64    `json:"seq"`
-	Duplicate bool      `json:"duplicate,omitempty"`
-	BatchSize uint64    `json:"count,omitempty"`
-	Error     *apiError `json:"error,omitempty"`
+// apiStatus returns the HTTP-like status of a JetStream API error in err,
+// or 0.
+func apiStatus(err error) int {
+	var ae *natsjs.APIError
+	if errors.As(err, &ae) {
+		return ae.Code
+	}
+	return 0
 }
 
-// storedMsg is a message as the leader-served MSG.GET returns it.
+// The JetStream API subjects this package uses, under the Log's prefix
+// (WithAPIPrefix), and the server's own subjects it meets.
+func (l *Log) apiSubject(parts ...string) string {
+	return l.cfg.apiPrefix + "." + strings.Join(parts, ".")
+}
+
+const (
+	apiStreamInfo     = "STREAM.INFO"
+	apiStreamList     = "STREAM.LIST"
+	apiStreamCreate   = "STREAM.CREATE"
+	apiStreamPurge    = "STREAM.PURGE"
+	apiStreamMsgGet   = "STREAM.MSG.GET"
+	apiDirectGet      = "DIRECT.GET"
+	apiConsumerCreate = "CONSUMER.CREATE"
+	apiConsumerDelete = "CONSUMER.DELETE"
+	apiConsumers      = "CONSUMER"
+
+	// ackPrefix starts the reply subject of every message a consumer
+	// delivers; flowControlPrefix the reply of its flow-control requests.
+	ackPrefix         = "$JS.ACK."
+	flowControlPrefix = "$JS.FC."
+	// streamCreatedAdvisory is followed by the name of a created stream.
+	streamCreatedAdvisory = "$JS.EVENT.ADVISORY.STREAM.CREATED."
+)
+
+type pubAck struct {
+	Stream    string           `json:"stream"`
+	Seq       uint64           `json:"seq"`
+	Duplicate bool             `json:"duplicate,omitempty"`
+	Batch     string           `json:"batch,omitempty"`
+	BatchSize uint64           `json:"count,omitempty"`
+	Error     *natsjs.APIError `json:"error,omitempty"`
+}
+
+// storedMsg is a message as the leader-served MSG.GET returns it (nats.go
+// keeps its own type unexported, and its Stream.GetMsg uses direct gets
+// where a stream allows them, which are neither read-your-writes nor free
+// of stored headers).
 type storedMsg struct {
 	Subject string    `json:"subject"`
 	Seq     uint64    `json:"seq"`
@@ -75,12 +102,27 @@ type storedMsg struct {
 	Time    time.Time `json:"time"`
 }
 
+// streamInfoRequest asks STREAM.INFO for per-subject counts.
+type streamInfoRequest struct {
+	SubjectsFilter string `json:"subjects_filter,omitempty"`
+	Offset         int    `json:"offset,omitempty"`
+}
+
+// streamListRequest pages through STREAM.LIST, filtered by subject.
+type streamListRequest struct {
+	Offset  int    `json:"offset"`
+	Subject string `json:"subject,omitempty"`
+}
+
+// msgGetRequest is a MSG.GET or DIRECT.GET request (JSApiMsgGetRequest).
 type msgGetRequest struct {
-	Seq      uint64 `json:"seq,omitempty"`
-	LastFor  string `json:"last_by_subj,omitempty"`
-	NextFor  string `json:"next_by_subj,omitempty"`
-	Batch    int    `json:"batch,omitempty"`
-	MaxBytes int    `json:"max_bytes,omitempty"`
+	Seq      uint64   `json:"seq,omitempty"`
+	LastFor  string   `json:"last_by_subj,omitempty"`
+	NextFor  string   `json:"next_by_subj,omitempty"`
+	Batch    int      `json:"batch,omitempty"`
+	MaxBytes int      `json:"max_bytes,omitempty"`
+	MultiFor []string `json:"multi_last,omitempty"`
+	UpToSeq  uint64   `json:"up_to_seq,omitempty"`
 }
 
 // withTimeout bounds ctx by the request timeout unless it ends sooner.
@@ -91,8 +133,9 @@ func (l *Log) withTimeout(ctx context.Context) (context.Context, context.CancelF
 	return context.WithTimeout(ctx, l.cfg.requestTimeout)
 }
 
-// apiRequest sends a JSON request to the JetStream API and decodes the
-// reply into resp. An API error reply is returned as *apiError.
+// apiRequest sends a JSON request to the JetStream API subject (without
+// the prefix) and decodes the reply into resp. An API error reply is
+// returned as a *natsjs.APIError, wrapped with the subject.
 func (l *Log) apiRequest(ctx context.Context, subject string, req, resp any) error {
 	var body []byte
 	if req != nil {
@@ -103,20 +146,20 @@ func (l *Log) apiRequest(ctx context.Context, subject string, req, resp any) err
 	}
 	ctx, cancel := l.withTimeout(ctx)
 	defer cancel()
-	full := l.cfg.apiPrefix + "." + subject
+	full := l.apiSubject(subject)
 	gctx, check := l.guard(ctx, full)
 	msg, err := l.nc.RequestWithContext(gctx, full, body)
 	if err = check(err); err != nil {
 		return err
 	}
 	var envelope struct {
-		Error *apiError `json:"error,omitempty"`
+		Error *natsjs.APIError `json:"error,omitempty"`
 	}
 	if err := json.Unmarshal(msg.Data, &envelope); err != nil {
 		return fmt.Errorf("decoding JetStream API reply to %s: %w", subject, err)
 	}
 	if envelope.Error != nil {
-		return envelope.Error
+		return fmt.Errorf("JetStream API %s: %w", subject, envelope.Error)
 	}
 	if resp != nil {
 		if err := json.Unmarshal(msg.Data, resp); err != nil {
@@ -133,7 +176,7 @@ func (l *Log) leaderGet(ctx context.Context, stream string, req msgGetRequest) (
 	var resp struct {
 		Message *storedMsg `json:"message"`
 	}
-	err := l.apiRequest(ctx, "STREAM.MSG.GET."+stream, req, &resp)
+	err := l.apiRequest(ctx, apiStreamMsgGet+"."+stream, req, &resp)
 	switch errCode(err) {
 	case 0:
 	case codeNoMessageFound, codeStreamNotFound:
@@ -161,7 +204,7 @@ func (l *Log) purge(ctx context.Context, stream, subject string, before uint64) 
 		Success bool   `json:"success"`
 		Purged  uint64 `json:"purged"`
 	}
-	if err := l.apiRequest(ctx, "STREAM.PURGE."+stream, req, &resp); err != nil {
+	if err := l.apiRequest(ctx, apiStreamPurge+"."+stream, req, &resp); err != nil {
 		return 0, err
 	}
 	if !resp.Success {

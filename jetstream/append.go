@@ -2,18 +2,19 @@ package jetstream
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/jetsession/jetsession/sessionlog"
 	"github.com/jetsession/jetsession/subjects"
 	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 	"github.com/synadia-io/orbit.go/jetstreamext"
 )
@@ -70,27 +71,47 @@ func (l *Log) Append(ctx context.Context, key sessionlog.ThreadKey, events []ses
 	// first attempt is the hot path.
 	var backoff *backoff
 	ensured := false
+	noResponders := 0
 	for {
 		last, err := l.send(ctx, msgs)
 		if err == nil {
+			l.markKnown(stream)
 			return last, nil
 		}
 		lastErr := err
 		code := errCode(err)
 		switch {
+		case errors.Is(err, ErrPermissionDenied):
+			return 0, translate(err, key, nil)
 		case errors.Is(err, nats.ErrNoResponders):
-			// No stream listens on the subject: create it once, then wait
-			// out a leader election.
-			if !ensured {
-				if !l.cfg.createStreams {
-					if _, exists, lerr := l.streamState(ctx, stream); lerr == nil && !exists {
-						return 0, fmt.Errorf("%w: tenant %q (stream %s)", ErrTenantNotProvisioned, key.Tenant, stream)
-					}
-				} else if err := l.EnsureTenant(ctx, key.Tenant); err != nil {
-					return 0, err
+			// No stream leader listens on the subject. A stream this Log
+			// has seen is between leaders: wait out the election, which
+			// never needs the meta leader. Otherwise ask whether it exists
+			// (its members answer while it has no leader) and create it
+			// only when it does not.
+			if noResponders++; l.isKnown(stream) && noResponders%20 == 0 {
+				// Still no leader after a while: make sure the stream
+				// was not deleted meanwhile.
+				if _, exists, lerr := l.streamState(ctx, stream); lerr == nil && !exists {
+					l.known.Delete(stream)
 				}
-				ensured = true
-				continue
+			}
+			if !ensured && !l.isKnown(stream) {
+				_, exists, lerr := l.streamState(ctx, stream)
+				switch {
+				case lerr != nil:
+					// Unknown yet (the cluster is electing): try again.
+				case exists:
+					l.markKnown(stream)
+				case !l.cfg.createStreams:
+					return 0, fmt.Errorf("%w: tenant %q (stream %s)", ErrTenantNotProvisioned, key.Tenant, stream)
+				default:
+					if err := l.EnsureTenant(ctx, key.Tenant); err != nil {
+						return 0, err
+					}
+					ensured = true
+					continue
+				}
 			}
 		case code == codeBatchTooManyInflight, code == codeBatchIncomplete, code == codeDuplicateInProcess:
 			// Transient: too many open batches on the server, a batch the
@@ -111,9 +132,9 @@ func (l *Log) Append(ctx context.Context, key sessionlog.ThreadKey, events []ses
 			} else if ok {
 				return last, nil
 			}
-			return 0, fmt.Errorf("%w: expected last ordinal %d: %v", sessionlog.ErrConflict, o.ExpectLast, err)
+			return 0, fmt.Errorf("%w: expected last ordinal %d: %w", sessionlog.ErrConflict, o.ExpectLast, err)
 		default:
-			return 0, translate(err, key)
+			return 0, translate(err, key, func() bool { return l.quotaRefused(ctx, stream, msgs) })
 		}
 		if backoff == nil {
 			var cancel context.CancelFunc
@@ -143,17 +164,65 @@ func (l *Log) send(ctx context.Context, msgs []*nats.Msg) (uint64, error) {
 		return 0, ctx.Err()
 	}
 	defer func() { <-l.batchSlots }()
-	for _, m := range msgs {
-		m.Reply = ""
-	}
 	bctx, cancel := l.withTimeout(ctx)
 	defer cancel()
 	gctx, check := l.guard(bctx, msgs[0].Subject)
-	ack, err := jetstreamext.PublishMsgBatch(gctx, l.js, msgs)
+	last, err := l.publishBatch(gctx, msgs)
 	if err = check(err); err != nil {
 		return 0, err
 	}
-	return ack.Sequence, nil
+	return last, nil
+}
+
+// publishBatch sends msgs as one atomic batch (Nats-Batch-Id,
+// Nats-Batch-Sequence, Nats-Batch-Commit on the last) and returns the
+// sequence of the last. The first message is acknowledged before the rest
+// is sent, so a refusal (no stream, a limit, a full store) comes back at
+// once; every wait honours ctx, so a permission refusal the watcher hears
+// ends the call.
+func (l *Log) publishBatch(ctx context.Context, msgs []*nats.Msg) (uint64, error) {
+	id := nuid.Next()
+	for i, m := range msgs {
+		m.Reply = ""
+		m.Header.Del(jetstreamext.BatchCommitHeader)
+		m.Header.Set(jetstreamext.BatchIDHeader, id)
+		m.Header.Set(jetstreamext.BatchSeqHeader, strconv.Itoa(i+1))
+	}
+	first, commit := msgs[0], msgs[len(msgs)-1]
+	commit.Header.Set(jetstreamext.BatchCommitHeader, "1")
+	reply, err := l.nc.RequestMsgWithContext(ctx, first)
+	if err != nil {
+		return 0, err
+	}
+	if len(reply.Data) > 0 {
+		var resp struct {
+			Error *natsjs.APIError `json:"error,omitempty"`
+		}
+		if err := json.Unmarshal(reply.Data, &resp); err == nil && resp.Error != nil {
+			return 0, resp.Error
+		}
+	}
+	for _, m := range msgs[1 : len(msgs)-1] {
+		if err := l.nc.PublishMsg(m); err != nil {
+			return 0, fmt.Errorf("publishing a message of the batch: %w", err)
+		}
+	}
+	reply, err = l.nc.RequestMsgWithContext(ctx, commit)
+	if err != nil {
+		return 0, err
+	}
+	var ack pubAck
+	if err := json.Unmarshal(reply.Data, &ack); err != nil {
+		return 0, fmt.Errorf("decoding the batch acknowledgement: %w", err)
+	}
+	switch {
+	case ack.Error != nil:
+		return 0, ack.Error
+	case ack.Batch != id || ack.BatchSize != uint64(len(msgs)) || ack.Seq == 0:
+		return 0, fmt.Errorf("jetstream: batch acknowledgement of %d messages for batch %q reads %d for %q at %d",
+			len(msgs), id, ack.BatchSize, ack.Batch, ack.Seq)
+	}
+	return ack.Seq, nil
 }
 
 // resolveDuplicates handles a batch the server refused because some of its
@@ -211,7 +280,7 @@ func (l *Log) resolveDuplicates(ctx context.Context, key sessionlog.ThreadKey, s
 	dups := 0
 	for i, r := range results {
 		if r.err != nil {
-			return 0, fmt.Errorf("jetstream: resolving the retry of event %d: %w", i, translate(r.err, key))
+			return 0, fmt.Errorf("jetstream: resolving the retry of event %d: %w", i, translate(r.err, key, nil))
 		}
 		if r.seq > 0 {
 			dups++
@@ -255,39 +324,57 @@ func (l *Log) alreadyAppended(ctx context.Context, key sessionlog.ThreadKey, exp
 }
 
 // translate maps server errors onto sessionlog's sentinels and wraps the
-// rest with context.
-func translate(err error, key sessionlog.ThreadKey) error {
+// rest with context; the server's error stays reachable with errors.As.
+// quota reports whether a store failure was the stream's own limit.
+func translate(err error, key sessionlog.ThreadKey, quota func() bool) error {
 	if err == nil {
 		return nil
 	}
 	where := fmt.Sprintf("tenant %q thread %q", key.Tenant, key.Thread)
 	switch errCode(err) {
 	case codeWrongLastSequence, codeWrongLastSequenceConst:
-		return fmt.Errorf("%w: %s: %v", sessionlog.ErrConflict, where, err)
+		return fmt.Errorf("%w: %s: %w", sessionlog.ErrConflict, where, err)
 	case codeMsgExceedsMaximum, codeHeaderExceedsMaximum:
-		return fmt.Errorf("%w: %s: %v", sessionlog.ErrEventTooLarge, where, err)
+		return fmt.Errorf("%w: %s: %w", sessionlog.ErrEventTooLarge, where, err)
 	case codeBatchTooLarge:
-		return fmt.Errorf("%w: %s: %v", sessionlog.ErrBatchTooLarge, where, err)
+		return fmt.Errorf("%w: %s: %w", sessionlog.ErrBatchTooLarge, where, err)
 	case codeInsufficientResources, codeStorageExceeded, codeMemoryExceeded:
-		return fmt.Errorf("%w: %s: %v", sessionlog.ErrStorageFull, where, err)
+		return fmt.Errorf("%w: %s: %w", sessionlog.ErrStorageFull, where, err)
 	case codeAccountExceeded:
-		return fmt.Errorf("%w: %s: %v", sessionlog.ErrQuotaExceeded, where, err)
+		return fmt.Errorf("%w: %s: %w", sessionlog.ErrQuotaExceeded, where, err)
 	case codeStoreFailed:
-		if isLimitError(err) {
-			return fmt.Errorf("%w: %s: %v", sessionlog.ErrQuotaExceeded, where, err)
+		if quota != nil && quota() {
+			return fmt.Errorf("%w: %s: %w", sessionlog.ErrQuotaExceeded, where, err)
 		}
 	}
 	if errors.Is(err, nats.ErrMaxPayload) {
-		return fmt.Errorf("%w: %s: %v", sessionlog.ErrEventTooLarge, where, err)
+		return fmt.Errorf("%w: %s: %w", sessionlog.ErrEventTooLarge, where, err)
 	}
 	return fmt.Errorf("jetstream: %s: %w", where, err)
 }
 
-// isLimitError reports a store failure caused by a stream limit.
-func isLimitError(err error) bool {
-	msg := err.Error()
-	return strings.Contains(msg, "maximum bytes exceeded") || strings.Contains(msg, "maximum messages exceeded")
+// quotaRefused reports whether msgs do not fit the limits of the stream
+// (the tenant's quota, discard-new): what the server refuses as a store
+// failure when a stream limit is reached. It asks the stream for its
+// limits and state, on the failure path only.
+func (l *Log) quotaRefused(ctx context.Context, stream string, msgs []*nats.Msg) bool {
+	var info natsjs.StreamInfo
+	if err := l.apiRequest(ctx, apiStreamInfo+"."+stream, nil, &info); err != nil {
+		return false
+	}
+	c, st := info.Config, info.State
+	var size uint64
+	for _, m := range msgs {
+		size += uint64(msgSize(m)) + storeOverhead
+	}
+	n := uint64(len(msgs))
+	return c.Discard == natsjs.DiscardNew &&
+		(c.MaxBytes > 0 && st.Bytes+size > uint64(c.MaxBytes) || c.MaxMsgs > 0 && st.Msgs+n > uint64(c.MaxMsgs))
 }
+
+// storeOverhead is about what the server's file store adds to a message's
+// subject, headers and payload.
+const storeOverhead = 64
 
 func withRetryBudget(ctx context.Context) (context.Context, context.CancelFunc) {
 	if _, ok := ctx.Deadline(); ok {
@@ -296,13 +383,21 @@ func withRetryBudget(ctx context.Context) (context.Context, context.CancelFunc) 
 	return context.WithTimeout(ctx, retryBudget)
 }
 
-// backoff waits between retries: jittered, doubling from 1ms to 100ms.
-type backoff struct{ next time.Duration }
+// backoff waits between retries: jittered, doubling from its first wait
+// up to its longest.
+type backoff struct{ next, longest time.Duration }
 
-func newBackoff() *backoff { return &backoff{next: time.Millisecond} }
+// newBackoff retries quickly: 1 ms doubling to 100 ms.
+func newBackoff() *backoff { return &backoff{next: time.Millisecond, longest: 100 * time.Millisecond} }
+
+// newSlowBackoff is for a system that said it is unavailable: 250 ms
+// doubling to 2 s, so that many callers do not storm it.
+func newSlowBackoff() *backoff {
+	return &backoff{next: 250 * time.Millisecond, longest: 2 * time.Second}
+}
 
 func (b *backoff) wait(ctx context.Context) error {
 	d := b.next/2 + rand.N(b.next/2+1)
-	b.next = min(2*b.next, 100*time.Millisecond)
+	b.next = min(2*b.next, b.longest)
 	return sleepCtx(ctx, d)
 }

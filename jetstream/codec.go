@@ -158,7 +158,7 @@ func decodeEvent(key sessionlog.ThreadKey, threadToken string, m *served) (sessi
 		}
 	}
 	if err := sessionlog.ValidateEvent(&rec.Event); err != nil {
-		return sessionlog.Record{Ordinal: m.seq}, m.corrupt(key, "%v", strings.TrimPrefix(err.Error(), sessionlog.ErrInvalidEvent.Error()+": "))
+		return sessionlog.Record{Ordinal: m.seq}, m.corrupt(key, "%v", err)
 	}
 	if len(m.data) > 0 {
 		rec.Data = m.data

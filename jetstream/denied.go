@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -14,10 +15,49 @@ import (
 
 // ErrPermissionDenied is returned when the server refused a publish or a
 // subscription a call needs. The server drops a refused message without a
-// reply and reports the violation to the connection asynchronously, so the
-// call would otherwise only see its deadline; the error carries the
-// server's report.
+// reply and reports the violation to the connection asynchronously: a Log
+// with a PermissionWatcher (WithPermissionWatcher) fails the call as soon
+// as the report arrives, one without recognises the refusal when the call
+// times out. The error carries the server's report.
 var ErrPermissionDenied = errors.New("jetstream: permission denied")
+
+// PermissionWatcher records the permission violations the server reports
+// on one connection, so that the Logs given it (WithPermissionWatcher) fail
+// a refused call at once with ErrPermissionDenied. One per connection is
+// enough: Logs share it.
+type PermissionWatcher struct {
+	nc     *nats.Conn
+	prev   nats.ErrHandler
+	closed atomic.Bool
+	violations
+}
+
+// WatchPermissions installs a PermissionWatcher on nc, chained in front of
+// the connection's error handler (set yours with nats.ErrorHandler before,
+// it still receives every error).
+func WatchPermissions(nc *nats.Conn) *PermissionWatcher {
+	w := &PermissionWatcher{nc: nc, prev: nc.ErrorHandler()}
+	w.violations.init()
+	nc.SetErrorHandler(func(c *nats.Conn, s *nats.Subscription, err error) {
+		if !w.closed.Load() && errors.Is(err, nats.ErrPermissionViolation) {
+			w.record(err.Error())
+		}
+		if w.prev != nil {
+			w.prev(c, s, err)
+		}
+	})
+	return w
+}
+
+// Close restores the error handler the connection had before
+// WatchPermissions; Logs using the watcher go back to recognising refusals
+// when calls time out. Close a connection's watchers in the reverse order
+// of their creation.
+func (w *PermissionWatcher) Close() {
+	if w.closed.CompareAndSwap(false, true) {
+		w.nc.SetErrorHandler(w.prev)
+	}
+}
 
 // violations remembers the permission violations the server reported on
 // the connection, by subject, so that a timed-out call can tell a refusal
@@ -42,19 +82,9 @@ type violation struct {
 
 var violationRE = regexp.MustCompile(`(?i)permissions violation for (publish|subscription) to "([^"]+)"`)
 
-// watch chains a recorder in front of the connection's error handler.
-func (v *violations) watch(nc *nats.Conn) {
+func (v *violations) init() {
 	v.recent = make(map[string]violation)
 	v.waiters = make(map[*waiter]struct{})
-	next := nc.Opts.AsyncErrorCB
-	nc.SetErrorHandler(func(c *nats.Conn, s *nats.Subscription, err error) {
-		if errors.Is(err, nats.ErrPermissionViolation) {
-			v.record(err.Error())
-		}
-		if next != nil {
-			next(c, s, err)
-		}
-	})
 }
 
 func (v *violations) record(msg string) {
@@ -101,16 +131,20 @@ func (d *deniedCause) Error() string { return d.msg }
 // happened (or when the call timed out after such a report), and releases
 // the guard.
 func (l *Log) guard(ctx context.Context, subjects ...string) (context.Context, func(error) error) {
+	w := l.cfg.watcher
+	if w == nil || w.closed.Load() {
+		return ctx, func(err error) error { return l.denied(err, subjects...) }
+	}
 	prefixes := append(subjects, l.inboxPrefix())
 	gctx, cancel := context.WithCancelCause(ctx)
-	w := &waiter{prefixes: prefixes, notify: func(msg string) { cancel(&deniedCause{msg}) }}
-	v := &l.violations
+	wt := &waiter{prefixes: prefixes, notify: func(msg string) { cancel(&deniedCause{msg}) }}
+	v := &w.violations
 	v.mu.Lock()
-	v.waiters[w] = struct{}{}
+	v.waiters[wt] = struct{}{}
 	v.mu.Unlock()
 	return gctx, func(err error) error {
 		v.mu.Lock()
-		delete(v.waiters, w)
+		delete(v.waiters, wt)
 		v.mu.Unlock()
 		var d *deniedCause
 		if cause := context.Cause(gctx); err != nil && errors.As(cause, &d) {
@@ -146,17 +180,35 @@ func (v *violations) find(since time.Time, prefixes ...string) (string, bool) {
 // denied turns err into ErrPermissionDenied when it is a timeout and the
 // server refused, during the last request timeout, a publish to one of
 // subjects (prefixes) or a subscription to the connection's reply inboxes.
-// Any other error is returned as is.
+// Without a watcher it knows only the connection's last error. The
+// timeout stays in the error's chain. Any other error is returned as is.
 func (l *Log) denied(err error, subjects ...string) error {
 	if err == nil || !(errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout)) {
 		return err
 	}
-	since := time.Now().Add(-l.cfg.requestTimeout - time.Second)
-	if msg, ok := l.violations.find(since, subjects...); ok {
-		return fmt.Errorf("%w: %s", ErrPermissionDenied, msg)
+	inbox := l.inboxPrefix()
+	hint := " (connect with the inbox prefix the account allows: nats.CustomInboxPrefix)"
+	if w := l.cfg.watcher; w != nil {
+		since := time.Now().Add(-l.cfg.requestTimeout - time.Second)
+		if msg, ok := w.find(since, subjects...); ok {
+			return fmt.Errorf("%w: %s: %w", ErrPermissionDenied, msg, err)
+		}
+		if msg, ok := w.find(since, inbox); ok {
+			return fmt.Errorf("%w: %s%s: %w", ErrPermissionDenied, msg, hint, err)
+		}
+		return err
 	}
-	if msg, ok := l.violations.find(since, l.inboxPrefix()); ok {
-		return fmt.Errorf("%w: %s (connect with the inbox prefix the account allows: nats.CustomInboxPrefix)", ErrPermissionDenied, msg)
+	last := l.nc.LastError()
+	if !errors.Is(last, nats.ErrPermissionViolation) {
+		return err
+	}
+	m := violationRE.FindStringSubmatch(last.Error())
+	switch {
+	case m == nil:
+	case hasPrefix(m[2], subjects):
+		return fmt.Errorf("%w: %s: %w", ErrPermissionDenied, m[0], err)
+	case hasPrefix(m[2], []string{inbox}):
+		return fmt.Errorf("%w: %s%s: %w", ErrPermissionDenied, m[0], hint, err)
 	}
 	return err
 }

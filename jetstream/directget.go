@@ -58,7 +58,7 @@ var (
 func (l *Log) directGet(ctx context.Context, stream, filter string, req msgGetRequest, each func(*served) error) (pending uint64, err error) {
 	ctx, cancel := l.withTimeout(ctx)
 	defer cancel()
-	subject := l.cfg.apiPrefix + ".DIRECT.GET." + stream
+	subject := l.apiSubject(apiDirectGet, stream)
 	ctx, check := l.guard(ctx, subject)
 	defer func() {
 		if err != nil && !errors.Is(err, errDirectUnavailable) && !errors.Is(err, errUnverified) {

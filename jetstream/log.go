@@ -40,8 +40,11 @@ type Log struct {
 
 	mu      sync.Mutex
 	streams map[string]streamState // by stream name
-
-	violations violations
+	// known holds the streams this Log has seen exist: no responders on
+	// one of them is a leader election, never a reason to create it.
+	known sync.Map
+	// creating shares one stream creation among concurrent appends.
+	creating map[string]*creation
 }
 
 var _ sessionlog.Log = (*Log)(nil)
@@ -60,10 +63,10 @@ type streamState struct {
 // reads look it up again.
 const streamStateTTL = 30 * time.Second
 
-// New returns a Log using nc. The connection stays owned by the caller;
-// New chains a recorder of permission violations in front of its error
-// handler (set one with nats.ErrorHandler before calling New), so that
-// refused calls fail with ErrPermissionDenied instead of timing out.
+// New returns a Log using nc. The connection stays owned by the caller and
+// New changes nothing on it: to have refused calls fail at once with
+// ErrPermissionDenied rather than at their deadline, give the Log a
+// PermissionWatcher (WithPermissionWatcher(WatchPermissions(nc))).
 func New(nc *nats.Conn, opts ...Option) (*Log, error) {
 	if nc == nil {
 		return nil, fmt.Errorf("%w: nil NATS connection", ErrInvalidConfig)
@@ -76,6 +79,9 @@ func New(nc *nats.Conn, opts ...Option) (*Log, error) {
 	}
 	if err := cfg.validate(); err != nil {
 		return nil, err
+	}
+	if cfg.watcher != nil && cfg.watcher.nc != nc {
+		return nil, fmt.Errorf("%w: the permission watcher watches another connection", ErrInvalidConfig)
 	}
 	if maxPayload := int(nc.MaxPayload()); maxPayload > 0 {
 		fit := maxPayload - headerAllowance
@@ -99,8 +105,8 @@ func New(nc *nats.Conn, opts ...Option) (*Log, error) {
 		cfg:        cfg,
 		batchSlots: make(chan struct{}, cfg.maxBatches),
 		streams:    make(map[string]streamState),
+		creating:   make(map[string]*creation),
 	}
-	l.violations.watch(nc)
 	return l, nil
 }
 
@@ -146,23 +152,66 @@ func (l *Log) StreamConfig(tenant string) natsjs.StreamConfig {
 
 // EnsureTenant creates the tenant's stream if it does not exist. An existing
 // stream is left as it is, whatever its settings. Append calls it on a
-// tenant's first append unless stream creation is turned off. Creation is
-// idempotent, so attempts that time out (a busy or electing meta leader)
-// are retried until ctx ends, or for 30 seconds when it has no deadline.
+// tenant's first append unless stream creation is turned off; concurrent
+// calls for one tenant share one creation. Creation is idempotent, so
+// attempts that time out (a busy or electing meta leader) are retried, each
+// first asking whether an earlier attempt succeeded, until ctx ends, or for
+// 30 seconds when it has no deadline. Attempts wait 1 s at first, doubling
+// up to the request timeout, so that the first attempt after an election
+// goes out soon.
 func (l *Log) EnsureTenant(ctx context.Context, tenant string) error {
 	if err := sessionlog.ValidateTenant(tenant); err != nil {
 		return err
 	}
+	name := l.cfg.scheme.Stream(tenant)
+	l.mu.Lock()
+	c := l.creating[name]
+	if c == nil {
+		c = &creation{done: make(chan struct{})}
+		l.creating[name] = c
+		l.mu.Unlock()
+		c.err = l.createStream(ctx, tenant)
+		l.mu.Lock()
+		delete(l.creating, name)
+		l.mu.Unlock()
+		close(c.done)
+		if c.err == nil {
+			l.markKnown(name)
+		}
+		return c.err
+	}
+	l.mu.Unlock()
+	select {
+	case <-c.done:
+		if c.err != nil && ctx.Err() == nil {
+			return l.EnsureTenant(ctx, tenant) // its caller gave up; try ourselves
+		}
+		return c.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// creation is one stream creation that concurrent callers wait for.
+type creation struct {
+	done chan struct{}
+	err  error
+}
+
+func (l *Log) createStream(ctx context.Context, tenant string) error {
 	cfg := l.StreamConfig(tenant)
 	ctx, cancel := withRetryBudget(ctx)
 	defer cancel()
 	backoff := newBackoff()
+	unavailable := newSlowBackoff()
+	attempt := min(time.Second, l.cfg.requestTimeout)
 	for {
-		actx, acancel := l.withTimeout(ctx)
-		gctx, check := l.guard(actx, l.cfg.apiPrefix+".STREAM.CREATE."+cfg.Name)
+		actx, acancel := context.WithTimeout(ctx, attempt)
+		gctx, check := l.guard(actx, l.apiSubject(apiStreamCreate, cfg.Name))
 		_, err := l.js.CreateStream(gctx, cfg)
 		err = check(err)
 		acancel()
+		wait := backoff
 		switch {
 		case err == nil:
 			return nil
@@ -170,28 +219,46 @@ func (l *Log) EnsureTenant(ctx context.Context, tenant string) error {
 			// Created elsewhere with other settings: use it as it is.
 			return nil
 		case errCode(err) == codeMaxStreams:
-			return fmt.Errorf("%w: no room for the stream of tenant %q: %v", sessionlog.ErrQuotaExceeded, tenant, err)
+			return fmt.Errorf("%w: no room for the stream of tenant %q: %w", sessionlog.ErrQuotaExceeded, tenant, err)
 		case errCode(err) == codeInsufficientResources, errCode(err) == codeStorageExceeded, errCode(err) == codeMemoryExceeded:
-			return fmt.Errorf("%w: creating the stream of tenant %q: %v", sessionlog.ErrStorageFull, tenant, err)
+			return fmt.Errorf("%w: creating the stream of tenant %q: %w", sessionlog.ErrStorageFull, tenant, err)
+		case ctx.Err() == nil && apiStatus(err) == 503:
+			// The system is electing: ask again, without a storm.
+			wait = unavailable
 		case ctx.Err() == nil && isTransient(err):
+			// No answer: the creation may have happened; ask before
+			// resending, and give the next attempt longer.
+			if _, exists, serr := l.streamState(ctx, cfg.Name); serr == nil && exists {
+				return nil
+			}
+			attempt = min(2*attempt, l.cfg.requestTimeout)
 		default:
 			return fmt.Errorf("jetstream: creating stream %s for tenant %q: %w", cfg.Name, tenant, err)
 		}
-		if werr := backoff.wait(ctx); werr != nil {
+		if werr := wait.wait(ctx); werr != nil {
 			return fmt.Errorf("jetstream: creating stream %s for tenant %q: %w", cfg.Name, tenant, err)
 		}
 	}
 }
 
+func (l *Log) markKnown(stream string) {
+	if _, ok := l.known.Load(stream); !ok {
+		l.known.Store(stream, struct{}{})
+	}
+}
+
+func (l *Log) isKnown(stream string) bool {
+	_, ok := l.known.Load(stream)
+	return ok
+}
+
 // isTransient reports errors worth retrying an idempotent request for: a
 // timeout, nobody answering, or JetStream being briefly unavailable.
 func isTransient(err error) bool {
-	var nae *natsjs.APIError
-	if errors.As(err, &nae) && nae.Code == 503 {
-		return true
+	if errors.Is(err, ErrPermissionDenied) {
+		return false // a refusal, even one recognised by its timeout
 	}
-	var ae *apiError
-	if errors.As(err, &ae) && ae.Code == 503 {
+	if apiStatus(err) == 503 {
 		return true
 	}
 	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
@@ -208,15 +275,8 @@ func (l *Log) streamState(ctx context.Context, stream string) (st streamState, o
 	if ok && time.Since(st.checked) < streamStateTTL {
 		return st, true, nil
 	}
-	var info struct {
-		Config struct {
-			Replicas int `json:"num_replicas"`
-		} `json:"config"`
-		Cluster *struct {
-			RaftGroup string `json:"raft_group"`
-		} `json:"cluster"`
-	}
-	err = l.apiRequest(ctx, "STREAM.INFO."+stream, nil, &info)
+	var info natsjs.StreamInfo
+	err = l.apiRequest(ctx, apiStreamInfo+"."+stream, nil, &info)
 	if errCode(err) == codeStreamNotFound {
 		l.mu.Lock()
 		delete(l.streams, stream)

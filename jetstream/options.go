@@ -41,6 +41,7 @@ type config struct {
 	readEvents     int
 	readBytes      int
 	tailBuffer     int
+	watcher        *PermissionWatcher
 }
 
 func defaultConfig() config {
@@ -196,6 +197,19 @@ func WithStreamCreation(on bool) Option {
 // instead of failing.
 func WithMaxConcurrentBatches(n int) Option {
 	return func(c *config) error { c.maxBatches = n; return nil }
+}
+
+// WithPermissionWatcher makes the Log fail a call the server refuses as
+// soon as the server reports it, with ErrPermissionDenied, using w (see
+// WatchPermissions), which must watch the Log's connection.
+func WithPermissionWatcher(w *PermissionWatcher) Option {
+	return func(c *config) error {
+		if w == nil {
+			return fmt.Errorf("%w: nil permission watcher", ErrInvalidConfig)
+		}
+		c.watcher = w
+		return nil
+	}
 }
 
 // WithReadBatch bounds one read request, and so the memory a Scan or

@@ -10,6 +10,7 @@ import (
 
 	"github.com/jetsession/jetsession/sessionlog"
 	"github.com/jetsession/jetsession/subjects"
+	natsjs "github.com/nats-io/nats.go/jetstream"
 )
 
 // staleRetries bounds how often a read retries a replica that is behind
@@ -359,12 +360,8 @@ func (l *Log) Head(ctx context.Context, key sessionlog.ThreadKey) (sessionlog.He
 	}
 	stream := l.cfg.scheme.Stream(key.Tenant)
 	subject := l.cfg.scheme.Subject(key.Tenant, key.Thread)
-	var info struct {
-		State struct {
-			Subjects map[string]uint64 `json:"subjects"`
-		} `json:"state"`
-	}
-	err := l.apiRequest(ctx, "STREAM.INFO."+stream, map[string]string{"subjects_filter": subject}, &info)
+	var info natsjs.StreamInfo
+	err := l.apiRequest(ctx, apiStreamInfo+"."+stream, streamInfoRequest{SubjectsFilter: subject}, &info)
 	if errCode(err) == codeStreamNotFound {
 		return sessionlog.Head{}, nil
 	}

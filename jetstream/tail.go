@@ -12,6 +12,7 @@ import (
 	"github.com/jetsession/jetsession/sessionlog"
 	"github.com/jetsession/jetsession/subjects"
 	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 )
 
@@ -151,6 +152,9 @@ func (t *tail) follow(ctx context.Context, last *uint64, deliver func(*served) b
 	}
 	name := "jstail_" + nuid.Next()
 	if err := t.createConsumer(ctx, name, inbox, *last+1); err != nil {
+		// A creation that timed out may still happen: delete it, in the
+		// background (the server also removes it once it is inactive).
+		go t.deleteConsumer(name)
 		return err
 	}
 	defer t.deleteConsumer(name)
@@ -165,7 +169,7 @@ func (t *tail) follow(ctx context.Context, last *uint64, deliver func(*served) b
 		case <-silence.C:
 			// Nothing at all, not even a heartbeat: the consumer is gone,
 			// or the server refuses us its deliveries or our replies.
-			if err := t.l.denied(context.DeadlineExceeded, inbox, "$JS.FC.", t.l.cfg.apiPrefix+".CONSUMER."); errors.Is(err, ErrPermissionDenied) {
+			if err := t.l.denied(context.DeadlineExceeded, inbox, flowControlPrefix, t.l.apiSubject(apiConsumers)+"."); errors.Is(err, ErrPermissionDenied) {
 				return err
 			}
 			return errRestart
@@ -204,9 +208,6 @@ func (t *tail) follow(ctx context.Context, last *uint64, deliver func(*served) b
 	}
 }
 
-// ackPrefix starts the reply subject of every message a consumer delivers.
-const ackPrefix = "$JS.ACK."
-
 // control handles the consumer's status messages: flow control requests,
 // idle heartbeats (which also reveal lost messages) and deletion.
 func (t *tail) control(m *nats.Msg, delivered uint64) error {
@@ -235,32 +236,48 @@ func (t *tail) control(m *nats.Msg, delivered uint64) error {
 }
 
 func (t *tail) createConsumer(ctx context.Context, name, inbox string, start uint64) error {
-	req := map[string]any{
-		"stream_name": t.stream,
-		"action":      "create",
-		"config": map[string]any{
-			"name":               name,
-			"deliver_subject":    inbox,
-			"deliver_policy":     "by_start_sequence",
-			"opt_start_seq":      start,
-			"ack_policy":         "none",
-			"replay_policy":      "instant",
-			"filter_subject":     t.filter,
-			"flow_control":       true,
-			"idle_heartbeat":     tailHeartbeat.Nanoseconds(),
-			"mem_storage":        true,
-			"num_replicas":       1,
-			"inactive_threshold": tailInactiveThreshold.Nanoseconds(),
+	req := struct {
+		Stream string                `json:"stream_name"`
+		Config natsjs.ConsumerConfig `json:"config"`
+		Action string                `json:"action"`
+	}{
+		Stream: t.stream,
+		Action: "create",
+		Config: natsjs.ConsumerConfig{
+			Name:              name,
+			DeliverSubject:    inbox,
+			DeliverPolicy:     natsjs.DeliverByStartSequencePolicy,
+			OptStartSeq:       start,
+			AckPolicy:         natsjs.AckNonePolicy,
+			ReplayPolicy:      natsjs.ReplayInstantPolicy,
+			FilterSubject:     t.filter,
+			FlowControl:       true,
+			IdleHeartbeat:     tailHeartbeat,
+			MemoryStorage:     true,
+			Replicas:          1,
+			InactiveThreshold: tailInactiveThreshold,
 		},
 	}
-	err := t.l.apiRequest(ctx, "CONSUMER.CREATE."+t.stream+"."+name+"."+t.filter, req, nil)
-	if errCode(err) == codeStreamNotFound {
-		return errStreamMissing
+	// The same name makes a repeated creation idempotent, so an attempt
+	// that gets no answer (the meta leader is being elected) is resent
+	// soon: 1 s at first, doubling up to the request timeout.
+	attempt := min(time.Second, t.l.cfg.requestTimeout)
+	for {
+		actx, cancel := context.WithTimeout(ctx, attempt)
+		err := t.l.apiRequest(actx, apiConsumerCreate+"."+t.stream+"."+name+"."+t.filter, req, nil)
+		cancel()
+		switch {
+		case err == nil:
+			return nil
+		case errCode(err) == codeStreamNotFound:
+			return errStreamMissing
+		case ctx.Err() == nil && attempt < t.l.cfg.requestTimeout && !errors.Is(err, ErrPermissionDenied) &&
+			(errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout)):
+			attempt = min(2*attempt, t.l.cfg.requestTimeout)
+		default:
+			return fmt.Errorf("jetstream: creating a tail consumer on %s: %w", t.stream, err)
+		}
 	}
-	if err != nil {
-		return fmt.Errorf("jetstream: creating a tail consumer on %s: %w", t.stream, err)
-	}
-	return nil
 }
 
 // deleteConsumer releases the consumer; it uses its own short deadline, as
@@ -269,5 +286,5 @@ func (t *tail) createConsumer(ctx context.Context, name, inbox string, start uin
 func (t *tail) deleteConsumer(name string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	_ = t.l.apiRequest(ctx, "CONSUMER.DELETE."+t.stream+"."+name, nil, nil)
+	_ = t.l.apiRequest(ctx, apiConsumerDelete+"."+t.stream+"."+name, nil, nil)
 }

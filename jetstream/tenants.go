@@ -5,10 +5,10 @@ import (
 	"fmt"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/jetsession/jetsession/sessionlog"
 	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
 )
 
 var _ sessionlog.TenantReader = (*Log)(nil)
@@ -21,26 +21,13 @@ func (l *Log) Tenants(ctx context.Context) ([]sessionlog.TenantInfo, error) {
 	offset := 0
 	for {
 		var resp struct {
-			Total   int `json:"total"`
-			Offset  int `json:"offset"`
-			Limit   int `json:"limit"`
-			Streams []struct {
-				Created time.Time `json:"created"`
-				Config  struct {
-					Name     string `json:"name"`
-					Replicas int    `json:"num_replicas"`
-				} `json:"config"`
-				State struct {
-					Msgs        uint64 `json:"messages"`
-					Bytes       uint64 `json:"bytes"`
-					FirstSeq    uint64 `json:"first_seq"`
-					LastSeq     uint64 `json:"last_seq"`
-					NumSubjects uint64 `json:"num_subjects"`
-				} `json:"state"`
-			} `json:"streams"`
+			Total   int                  `json:"total"`
+			Offset  int                  `json:"offset"`
+			Limit   int                  `json:"limit"`
+			Streams []*natsjs.StreamInfo `json:"streams"`
 		}
-		req := map[string]any{"offset": offset, "subject": l.cfg.scheme.AllTenantsFilter()}
-		if err := l.apiRequest(ctx, "STREAM.LIST", req, &resp); err != nil {
+		req := streamListRequest{Offset: offset, Subject: l.cfg.scheme.AllTenantsFilter()}
+		if err := l.apiRequest(ctx, apiStreamList, req, &resp); err != nil {
 			return nil, fmt.Errorf("jetstream: listing tenant streams: %w", err)
 		}
 		for _, s := range resp.Streams {
@@ -53,7 +40,7 @@ func (l *Log) Tenants(ctx context.Context) ([]sessionlog.TenantInfo, error) {
 				first = 0
 			}
 			out = append(out, sessionlog.TenantInfo{
-				Tenant: tenant, Events: s.State.Msgs, Bytes: s.State.Bytes, Threads: s.State.NumSubjects,
+				Tenant: tenant, Events: s.State.Msgs, Bytes: s.State.Bytes, Threads: uint64(s.State.NumSubjects),
 				FirstOrdinal: first, LastOrdinal: s.State.LastSeq,
 				Created: s.Created, Replicas: max(s.Config.Replicas, 1),
 			})
@@ -70,9 +57,8 @@ func (l *Log) Tenants(ctx context.Context) ([]sessionlog.TenantInfo, error) {
 // ctx ends or stop is called. Callers still list tenants now and then:
 // advisories are not delivered where the account cannot subscribe to them.
 func (l *Log) WatchTenants(ctx context.Context, changed func()) (stop func(), err error) {
-	prefix := "$JS.EVENT.ADVISORY.STREAM.CREATED."
-	sub, err := l.nc.Subscribe(prefix+"*", func(m *nats.Msg) {
-		if strings.HasPrefix(strings.TrimPrefix(m.Subject, prefix), l.cfg.scheme.StreamPrefix) {
+	sub, err := l.nc.Subscribe(streamCreatedAdvisory+"*", func(m *nats.Msg) {
+		if strings.HasPrefix(strings.TrimPrefix(m.Subject, streamCreatedAdvisory), l.cfg.scheme.StreamPrefix) {
 			changed()
 		}
 	})

@@ -2,7 +2,8 @@
 # Runs every check and test of the project: vet, formatting, the race-enabled
 # test suite (embedded NATS servers, a throwaway PostgreSQL where a test needs
 # one, the JavaScript client of clients/js under Node.js), a bounded run of
-# each fuzz target and a smoke run of the benchmarks.
+# each fuzz target, a smoke run of the benchmarks and a short chaos run
+# (leader kills against three real nats-server processes).
 # Set FUZZTIME (default 10s) to fuzz longer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -60,5 +61,23 @@ done
 echo "== benchmark smoke runs"
 go test ./jetstream/ -run '^$' -bench . -benchtime 3x -timeout 10m >/dev/null
 go run ./cmd/bench --smoke >/dev/null
+
+# About 10 leader kills, a pause and a whole-cluster kill in a minute and a
+# half against three nats-server processes; fails on any checker violation,
+# never on latency. Exit 4 means no nats-server could be found or installed:
+# fatal in CI, skipped elsewhere (like the PostgreSQL tests).
+echo "== chaos short run"
+rc=0
+go run ./cmd/chaos --kills 10 --duration 60s || rc=$?
+if [ "$rc" = 4 ]; then
+	if [ -n "${CI:-}" ]; then
+		echo "nats-server is not available and CI is set: failing (go install github.com/nats-io/nats-server/v2@v2.15.2)" >&2
+		exit 4
+	fi
+	echo "nats-server is not available: the chaos run was skipped (go install github.com/nats-io/nats-server/v2@v2.15.2)" >&2
+elif [ "$rc" != 0 ]; then
+	echo "the chaos run failed (exit $rc); rerun it with the seed printed above" >&2
+	exit "$rc"
+fi
 
 echo "all checks passed"

@@ -111,8 +111,9 @@ func password(tb testing.TB, opts *server.Options, user string) string {
 // client is a connection that records the asynchronous errors the server
 // reports, permission violations among them.
 type client struct {
-	nc   *nats.Conn
-	user string
+	nc      *nats.Conn
+	user    string
+	watcher *jetstream.PermissionWatcher
 
 	mu   sync.Mutex
 	errs []string
@@ -173,10 +174,17 @@ func (c *client) noViolations(tb testing.TB) {
 	}
 }
 
-// log returns a Log on c; agents never create streams.
+// log returns a Log on c that fails refused calls at once; agents never
+// create streams.
 func (c *client) log(tb testing.TB, opts ...jetstream.Option) *jetstream.Log {
 	tb.Helper()
-	l, err := jetstream.New(c.nc, opts...)
+	c.mu.Lock()
+	if c.watcher == nil {
+		c.watcher = jetstream.WatchPermissions(c.nc)
+	}
+	w := c.watcher
+	c.mu.Unlock()
+	l, err := jetstream.New(c.nc, append([]jetstream.Option{jetstream.WithPermissionWatcher(w)}, opts...)...)
 	require.NoError(tb, err)
 	return l
 }
