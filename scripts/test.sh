@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every check and test of the project: vet, formatting, the race-enabled
 # test suite (embedded NATS servers, a throwaway PostgreSQL where a test needs
-# one), a bounded run of each fuzz target, a smoke run of the benchmarks and
-# a short chaos run (leader kills against three real nats-server processes).
+# one, the JavaScript client of clients/js under Node.js), a bounded run of
+# each fuzz target, a smoke run of the benchmarks and a short chaos run
+# (leader kills against three real nats-server processes).
 # Set FUZZTIME (default 10s) to fuzz longer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +19,24 @@ if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb 
 	else
 		echo "PostgreSQL is not installed: its tests will skip (install the postgresql package to run them)" >&2
 	fi
+fi
+
+# Node.js and npm run the JavaScript client (clients/js), whose tests check
+# that a client following PROTOCOL.md and the Go library read each other's
+# events. .ci/run installs them; here a missing one fails in CI and skips
+# those tests otherwise.
+missing=""
+command -v node >/dev/null 2>&1 || missing="node"
+command -v npm >/dev/null 2>&1 || missing="${missing:+$missing and }npm"
+if [ -n "$missing" ]; then
+	if [ -n "${CI:-}" ]; then
+		echo "FAIL: $missing not installed: the JavaScript client's tests (clients/js) need Node.js 18 or later and npm (Debian packages nodejs and npm)" >&2
+		exit 1
+	fi
+	echo "$missing not installed: the JavaScript client's tests (clients/js) will skip (install Node.js 18 or later and npm to run them)" >&2
+else
+	echo "== npm ci (clients/js, Node.js $(node --version))"
+	(cd clients/js && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
 echo "== go vet"
