@@ -3,6 +3,7 @@ package jetstream
 import (
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"strings"
 	"time"
 
@@ -69,6 +70,11 @@ func msgSize(m *nats.Msg) int {
 	}
 	return n
 }
+
+// rfc3339 is the strict form of a time header: Go's parser also takes
+// forms other languages refuse ("T1:00:00", a comma before the fraction,
+// an offset of +24:00), and every reader must agree on what is corrupt.
+var rfc3339 = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)$`)
 
 // served is one stored message as the server vouches for it: sequence,
 // subject and time come from the server (never from a header a writer could
@@ -142,8 +148,8 @@ func decodeEvent(key sessionlog.ThreadKey, threadToken string, m *served) (sessi
 	}
 	if v := h.Get(HeaderTime); v != "" {
 		t, err := time.Parse(time.RFC3339Nano, v)
-		if err != nil {
-			return rec, m.corrupt(key, "bad %s header %.100q", HeaderTime, v)
+		if err != nil || !rfc3339.MatchString(v) {
+			return rec, m.corrupt(key, "bad %s header %.100q (want RFC 3339, e.g. 2026-01-02T03:04:05.123456789Z)", HeaderTime, v)
 		}
 		rec.Time = t.UTC()
 	} else {

@@ -24,6 +24,10 @@ import (
 // server's maximum payload when fitting the default maximum event size.
 const headerAllowance = 32 << 10
 
+// ProtocolVersion is the version of PROTOCOL.md this package speaks; the
+// streams it creates carry it in their metadata ("jetsession.protocol").
+const ProtocolVersion = "1"
+
 // ErrTenantNotProvisioned is returned by Append when the tenant's stream
 // does not exist and the Log was told not to create streams.
 var ErrTenantNotProvisioned = errors.New("jetstream: tenant stream not provisioned")
@@ -146,7 +150,7 @@ func (l *Log) StreamConfig(tenant string) natsjs.StreamConfig {
 		AllowDirect:        true,
 		AllowAtomicPublish: true,
 		Compression:        compression,
-		Metadata:           map[string]string{"jetsession.tenant": tenant},
+		Metadata:           map[string]string{"jetsession.tenant": tenant, "jetsession.protocol": ProtocolVersion},
 	}
 }
 
