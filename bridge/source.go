@@ -14,7 +14,7 @@ import (
 // checked again before they reach a sink.
 type Source interface {
 	sessionlog.TenantReader
-	TailTenant(ctx context.Context, tenant string, cursor uint64) iter.Seq2[sessionlog.TenantRecord, error]
+	TailTenant(ctx context.Context, tenant string, cursor uint64, opts ...sessionlog.ReadOption) iter.Seq2[sessionlog.TenantRecord, error]
 }
 
 // TenantWatcher is implemented by sources that can announce new tenants

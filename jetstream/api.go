@@ -35,6 +35,8 @@ const (
 	codeStoreFailed           natsjs.ErrorCode = 10077 // JSStreamStoreFailedF
 	codeHeaderExceedsMaximum  natsjs.ErrorCode = 10097 // JSStreamHeaderExceedsMaximumErr
 	codeDuplicateInProcess    natsjs.ErrorCode = 10158 // JSStreamDuplicateMessageConflict
+	codeTTLInvalid            natsjs.ErrorCode = 10165 // JSMessageTTLInvalidErr
+	codeTTLDisabled           natsjs.ErrorCode = 10166 // JSMessageTTLDisabledErr
 )
 
 // errCode returns the JetStream error code carried by err, or 0.
@@ -66,6 +68,7 @@ const (
 	apiStreamInfo     = "STREAM.INFO"
 	apiStreamList     = "STREAM.LIST"
 	apiStreamCreate   = "STREAM.CREATE"
+	apiStreamDelete   = "STREAM.DELETE"
 	apiStreamPurge    = "STREAM.PURGE"
 	apiStreamMsgGet   = "STREAM.MSG.GET"
 	apiDirectGet      = "DIRECT.GET"

@@ -346,6 +346,11 @@ func translate(err error, key sessionlog.ThreadKey, quota func() bool) error {
 		return fmt.Errorf("%w: %s: %w", sessionlog.ErrEventTooLarge, where, err)
 	case codeBatchTooLarge:
 		return fmt.Errorf("%w: %s: %w", sessionlog.ErrBatchTooLarge, where, err)
+	case codeTTLInvalid:
+		return fmt.Errorf("%w: %s: %w", sessionlog.ErrInvalidEvent, where, err)
+	case codeTTLDisabled:
+		return fmt.Errorf("%w: %s: the tenant's stream does not allow per-event TTLs (it was created without allow_msg_ttl): %w",
+			sessionlog.ErrInvalidEvent, where, err)
 	case codeInsufficientResources, codeStorageExceeded, codeMemoryExceeded:
 		return fmt.Errorf("%w: %s: %w", sessionlog.ErrStorageFull, where, err)
 	case codeAccountExceeded:

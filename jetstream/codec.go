@@ -3,7 +3,9 @@ package jetstream
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -26,6 +28,9 @@ const (
 	HeaderTime = "Jetsession-Time"
 	// HeaderMeta carries Event.Meta as a JSON object of strings. Optional.
 	HeaderMeta = "Jetsession-Meta"
+	// HeaderTTL is the server's per-message time to live, which carries
+	// Event.TTL in whole seconds ("60s"). Optional.
+	HeaderTTL = "Nats-TTL"
 
 	headerExpectedLastSubjSeq = "Nats-Expected-Last-Subject-Sequence"
 	headerExpectedLastMsgID   = "Nats-Expected-Last-Msg-Id"
@@ -56,6 +61,9 @@ func encodeEvent(subject, threadToken string, e *sessionlog.Event) *nats.Msg {
 		// Valid metadata is UTF-8 strings, which always marshal.
 		meta, _ := json.Marshal(e.Meta)
 		h[HeaderMeta] = []string{string(meta)}
+	}
+	if e.TTL > 0 {
+		h[HeaderTTL] = []string{strconv.FormatInt(int64(e.TTL/time.Second), 10) + "s"}
 	}
 	return &nats.Msg{Subject: subject, Header: h, Data: e.Data}
 }
@@ -163,6 +171,13 @@ func decodeEvent(key sessionlog.ThreadKey, threadToken string, m *served) (sessi
 			rec.Meta = nil
 		}
 	}
+	if v := h.Get(HeaderTTL); v != "" {
+		ttl, ok := parseTTL(v)
+		if !ok {
+			return rec, m.corrupt(key, "bad %s header %.100q", HeaderTTL, v)
+		}
+		rec.TTL = ttl
+	}
 	if err := sessionlog.ValidateEvent(&rec.Event); err != nil {
 		return sessionlog.Record{Ordinal: m.seq}, m.corrupt(key, "%v", err)
 	}
@@ -172,7 +187,49 @@ func decodeEvent(key sessionlog.ThreadKey, threadToken string, m *served) (sessi
 	return rec, nil
 }
 
-// decodeTenantMsg decodes a message read from a tenant's filter: its
+// parseTTL reads a Nats-TTL header as the server does: a Go duration or a
+// number of seconds, at least one, counted in whole seconds; "never" is no
+// TTL.
+func parseTTL(v string) (time.Duration, bool) {
+	if strings.EqualFold(v, "never") {
+		return 0, true
+	}
+	if d, err := time.ParseDuration(v); err == nil {
+		return d.Truncate(time.Second), d >= time.Second
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 || n > int64(math.MaxInt64/time.Second) {
+		return 0, false
+	}
+	return time.Duration(n) * time.Second, true
+}
+
+// deletionRecord is the payload of a thread deletion record.
+type deletionRecord struct {
+	Thread string `json:"deleted_thread"`
+}
+
+// decodeTenantItem decodes a message read from a tenant's filter: a
+// thread deletion record (skip unless deletions are asked for), or an
+// event whose subject, which the server vouches for, names the thread.
+func (l *Log) decodeTenantItem(tenant string, m *served, deletions bool) (rec sessionlog.TenantRecord, cerr *sessionlog.CorruptEventError, skip bool) {
+	if _, ok := l.cfg.scheme.IsDeletionSubject(m.subject); ok {
+		var d deletionRecord
+		key := sessionlog.ThreadKey{Tenant: tenant}
+		if err := json.Unmarshal(m.data, &d); err != nil || sessionlog.ValidateKey(sessionlog.ThreadKey{Tenant: tenant, Thread: d.Thread}) != nil {
+			return sessionlog.TenantRecord{Record: sessionlog.Record{Ordinal: m.seq}}, m.corrupt(key, "a deletion record that names no valid thread"), false
+		}
+		if !deletions {
+			return rec, nil, true
+		}
+		return sessionlog.TenantRecord{Thread: d.Thread, Record: sessionlog.Record{Ordinal: m.seq},
+			Deletion: &sessionlog.Deletion{Tenant: tenant, Thread: d.Thread, Before: m.seq, Time: m.time}}, nil, false
+	}
+	rec, cerr = l.decodeTenantMsg(tenant, m)
+	return rec, cerr, false
+}
+
+// decodeTenantMsg decodes an event read from a tenant's filter: its
 // subject, which the server vouches for, names the thread.
 func (l *Log) decodeTenantMsg(tenant string, m *served) (sessionlog.TenantRecord, *sessionlog.CorruptEventError) {
 	t, thread, err := l.cfg.scheme.ParseSubject(m.subject)

@@ -56,6 +56,13 @@ var (
 // batch (0 when none matched). It returns errUnverified, after handing over
 // what came before, when a reply is not provably the server's.
 func (l *Log) directGet(ctx context.Context, stream, filter string, req msgGetRequest, each func(*served) error) (pending uint64, err error) {
+	return l.directGetMulti(ctx, stream, filter, req, each, nil)
+}
+
+// directGetMulti is directGet that also reports, in upTo when it is not
+// nil, the sequence up to which the answering replica looked: for a
+// multi_last request without up_to_seq, its own last sequence.
+func (l *Log) directGetMulti(ctx context.Context, stream, filter string, req msgGetRequest, each func(*served) error, upTo *uint64) (pending uint64, err error) {
 	ctx, cancel := l.withTimeout(ctx)
 	defer cancel()
 	subject := l.apiSubject(apiDirectGet, stream)
@@ -100,6 +107,9 @@ func (l *Log) directGet(ctx context.Context, stream, filter string, req msgGetRe
 					return 0, errUnverified
 				}
 				pending, _ := lastUint(m.Header, headerNumPending)
+				if upTo != nil {
+					*upTo, _ = lastUint(m.Header, headerUpToSequence)
+				}
 				return pending, nil
 			case "404": // nothing matches
 				if prev != 0 {

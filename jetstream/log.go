@@ -139,7 +139,7 @@ func (l *Log) StreamConfig(tenant string) natsjs.StreamConfig {
 		Discard:     natsjs.DiscardNew,
 		MaxBytes:    l.cfg.quotaBytes,
 		MaxMsgs:     -1,
-		MaxAge:      0,
+		MaxAge:      l.cfg.maxAge,
 		// Headers and subject ride on top of the event itself.
 		MaxMsgSize:         int32(min(l.cfg.limits.MaxEventBytes+headerAllowance, 1<<31-1)),
 		Storage:            storage,
@@ -149,6 +149,7 @@ func (l *Log) StreamConfig(tenant string) natsjs.StreamConfig {
 		DenyPurge:          false,
 		AllowDirect:        true,
 		AllowAtomicPublish: true,
+		AllowMsgTTL:        true,
 		Compression:        compression,
 		Metadata:           map[string]string{"jetsession.tenant": tenant, "jetsession.protocol": ProtocolVersion},
 	}
@@ -209,11 +210,26 @@ func (l *Log) createStream(ctx context.Context, tenant string) error {
 	backoff := newBackoff()
 	unavailable := newSlowBackoff()
 	attempt := min(time.Second, l.cfg.requestTimeout)
+	looked := false
 	for {
 		actx, acancel := context.WithTimeout(ctx, attempt)
-		gctx, check := l.guard(actx, l.apiSubject(apiStreamCreate, cfg.Name))
-		_, err := l.js.CreateStream(gctx, cfg)
-		err = check(err)
+		var err error
+		if !looked {
+			// A tenant created again numbers on after its deleted self:
+			// ordinals are never reused.
+			var last uint64
+			if last, err = l.deletedLastOrdinal(actx, tenant); err == nil {
+				looked = true
+				if last > 0 {
+					cfg.FirstSeq = last + 1
+				}
+			}
+		}
+		if looked {
+			gctx, check := l.guard(actx, l.apiSubject(apiStreamCreate, cfg.Name))
+			_, err = l.js.CreateStream(gctx, cfg)
+			err = check(err)
+		}
 		acancel()
 		wait := backoff
 		switch {

@@ -42,6 +42,7 @@ type config struct {
 	readBytes      int
 	tailBuffer     int
 	watcher        *PermissionWatcher
+	maxAge         time.Duration
 }
 
 func defaultConfig() config {
@@ -84,6 +85,9 @@ func (c *config) validate() error {
 	}
 	if c.tailBuffer < 1<<20 {
 		errs = append(errs, fmt.Errorf("tail buffer must be at least 1 MiB, got %d", c.tailBuffer))
+	}
+	if c.maxAge < 0 || c.maxAge > 0 && c.maxAge < time.Second {
+		errs = append(errs, fmt.Errorf("maximum age must be at least 1s, or 0 for none; got %v", c.maxAge))
 	}
 	if c.maxBatches < 1 {
 		errs = append(errs, fmt.Errorf("concurrent batches must be at least 1, got %d", c.maxBatches))
@@ -169,6 +173,14 @@ func WithLimits(l sessionlog.Limits) Option {
 		c.maxEventSet = true
 		return nil
 	}
+}
+
+// WithMaxAge makes the events of the tenant streams the Log creates
+// expire d after they were stored (the stream's maximum age; default 0,
+// never). It is one of the two explicit retention policies, with
+// Event.TTL: the only ways the log removes events on its own.
+func WithMaxAge(d time.Duration) Option {
+	return func(c *config) error { c.maxAge = d; return nil }
 }
 
 // WithCompression enables S2 compression of stream blocks on disk (default

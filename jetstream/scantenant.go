@@ -22,7 +22,8 @@ import (
 // *sessionlog.CorruptEventError and the scan goes on; any other error is
 // the last element. The scan only moves forward, to ordinals the server
 // gave, so whatever the tenant's messages hold it ends.
-func (l *Log) ScanTenant(ctx context.Context, tenant string, cursor uint64) iter.Seq2[sessionlog.TenantRecord, error] {
+func (l *Log) ScanTenant(ctx context.Context, tenant string, cursor uint64, opts ...sessionlog.ReadOption) iter.Seq2[sessionlog.TenantRecord, error] {
+	o := sessionlog.ResolveReadOptions(opts)
 	return func(yield func(sessionlog.TenantRecord, error) bool) {
 		if err := sessionlog.ValidateTenant(tenant); err != nil {
 			yield(sessionlog.TenantRecord{}, err)
@@ -31,8 +32,11 @@ func (l *Log) ScanTenant(ctx context.Context, tenant string, cursor uint64) iter
 		stream := l.cfg.scheme.Stream(tenant)
 		filter := l.cfg.scheme.TenantFilter(tenant)
 		emit := func(m *served) bool {
-			rec, cerr := l.decodeTenantMsg(tenant, m)
-			if cerr != nil {
+			rec, cerr, skip := l.decodeTenantItem(tenant, m, o.Deletions)
+			switch {
+			case skip:
+				return true
+			case cerr != nil:
 				return yield(rec, cerr)
 			}
 			return yield(rec, nil)

@@ -49,7 +49,8 @@ func (l *Log) Tail(ctx context.Context, key sessionlog.ThreadKey, cursor uint64)
 
 // TailTenant implements sessionlog.Tailer, like Tail on the tenant's
 // subject filter: one consumer follows every thread.
-func (l *Log) TailTenant(ctx context.Context, tenant string, cursor uint64) iter.Seq2[sessionlog.TenantRecord, error] {
+func (l *Log) TailTenant(ctx context.Context, tenant string, cursor uint64, opts ...sessionlog.ReadOption) iter.Seq2[sessionlog.TenantRecord, error] {
+	o := sessionlog.ResolveReadOptions(opts)
 	return func(yield func(sessionlog.TenantRecord, error) bool) {
 		if err := sessionlog.ValidateTenant(tenant); err != nil {
 			yield(sessionlog.TenantRecord{}, err)
@@ -61,8 +62,11 @@ func (l *Log) TailTenant(ctx context.Context, tenant string, cursor uint64) iter
 			filter: l.cfg.scheme.TenantFilter(tenant),
 		}
 		t.run(ctx, cursor, func(m *served) bool {
-			rec, cerr := l.decodeTenantMsg(tenant, m)
-			if cerr != nil {
+			rec, cerr, skip := l.decodeTenantItem(tenant, m, o.Deletions)
+			switch {
+			case skip:
+				return true
+			case cerr != nil:
 				return yield(rec, cerr)
 			}
 			return yield(rec, nil)
@@ -99,14 +103,18 @@ func (t *tail) run(ctx context.Context, cursor uint64, deliver func(*served) boo
 	backoff := newBackoff()
 	missing := 250 * time.Millisecond // wait for a stream to appear: 250ms doubling to 2s
 	last := cursor
+	existed := false // a consumer was created: the stream existed
 	for ctx.Err() == nil {
-		err := t.follow(ctx, &last, deliver)
+		err := t.follow(ctx, &last, deliver, &existed)
 		switch {
 		case err == nil, ctx.Err() != nil:
 			return
 		case errors.Is(err, errRestart):
 			backoff = newBackoff()
 			continue
+		case errors.Is(err, errStreamMissing) && existed:
+			fail(fmt.Errorf("%w: the stream %s of the tail is gone", sessionlog.ErrTenantDeleted, t.stream))
+			return
 		case errors.Is(err, errStreamMissing):
 			if sleepCtx(ctx, missing) != nil {
 				return
@@ -129,7 +137,7 @@ var errStreamMissing = errors.New("stream does not exist")
 // follow creates one consumer starting after *last and delivers from it
 // until the caller stops (nil), the consumer must be replaced (errRestart)
 // or an error.
-func (t *tail) follow(ctx context.Context, last *uint64, deliver func(*served) bool) error {
+func (t *tail) follow(ctx context.Context, last *uint64, deliver func(*served) bool, existed *bool) error {
 	nc := t.l.nc
 	inbox := nc.NewInbox()
 	// The client library queues what the server pushes (bounded by flow
@@ -157,6 +165,7 @@ func (t *tail) follow(ctx context.Context, last *uint64, deliver func(*served) b
 		go t.deleteConsumer(name)
 		return err
 	}
+	*existed = true
 	defer t.deleteConsumer(name)
 
 	var delivered uint64 // consumer sequence of the last message

@@ -49,6 +49,10 @@ var (
 	// is stored.
 	ErrStorageFull error = storageFull{}
 
+	// ErrTenantDeleted ends a tail of a tenant that was deleted while it
+	// ran.
+	ErrTenantDeleted = errors.New("sessionlog: tenant deleted")
+
 	// ErrCorruptEvent is matched by the *CorruptEventError that reads
 	// report for a stored message that does not follow the protocol (for
 	// example one published to a thread's subject by a foreign client). It

@@ -43,6 +43,13 @@ type Event struct {
 	Data []byte
 	// Meta is optional small string metadata.
 	Meta map[string]string
+	// TTL, when positive, makes the event expire on its own TTL after it
+	// was stored: it must be a whole number of seconds, at least one.
+	// Expiry is an explicit policy, like a tenant's maximum age: they are
+	// the only ways the log removes events by itself (a full quota refuses
+	// appends and never drops events). Reads, heads, tails and listings
+	// agree on what has expired.
+	TTL time.Duration
 }
 
 // Record is an event as read back from a log, with its ordinal.
@@ -102,6 +109,12 @@ type Log interface {
 	// place as a *CorruptEventError, and the sequence goes on after it; any
 	// other error is the last element.
 	Scan(ctx context.Context, key ThreadKey, cursor uint64) iter.Seq2[Record, error]
+
+	// LoadLast returns the thread's last n live events (fewer if it holds
+	// fewer), in ordinal order, without reading the thread from its start.
+	// It reports messages that are not valid events like LoadSince, and
+	// counts them among the n.
+	LoadLast(ctx context.Context, key ThreadKey, n int) ([]Record, error)
 
 	// ArchiveBefore removes the thread's events with ordinal <= watermark
 	// from the hot log, and returns how many this call removed. Archiving

@@ -14,25 +14,45 @@ import (
 
 // Memory is an in-memory Log for tests and single-process tools. It follows
 // the same rules as the durable backends: each tenant has one sequence that
-// gives its threads' ordinals, IDs are deduplicated per thread within the
-// duplicate window, and the same limits apply. Nothing survives the process.
+// gives its threads' ordinals (never reused, not even after a deletion),
+// IDs are deduplicated per thread within the duplicate window, the same
+// limits apply, and events expire by their TTL or the maximum age the same
+// way. Nothing survives the process.
 type Memory struct {
 	limits Limits
 	window time.Duration
+	maxAge time.Duration
 	now    func() time.Time
 
 	mu      sync.Mutex
 	tenants map[string]*memTenant
-	// changed is closed and replaced on every append, waking tailers.
+	// gone holds each deleted tenant's last ordinal: a tenant created
+	// again numbers on after it.
+	gone map[string]uint64
+	// expiring is set once some event can expire: reads then remove what
+	// has expired first.
+	expiring bool
+	// changed is closed and replaced on every change, waking tailers.
 	changed chan struct{}
 }
 
-var _ Log = (*Memory)(nil)
+var (
+	_ Log          = (*Memory)(nil)
+	_ ThreadLister = (*Memory)(nil)
+	_ Deleter      = (*Memory)(nil)
+)
 
 type memTenant struct {
-	seq     uint64
-	created time.Time
-	threads map[string]*memThread
+	seq       uint64
+	created   time.Time
+	threads   map[string]*memThread
+	deletions []memDeletion // by ordinal
+}
+
+type memDeletion struct {
+	thread  string
+	ordinal uint64
+	at      time.Time
 }
 
 type memThread struct {
@@ -45,6 +65,8 @@ type memThread struct {
 type memRecord struct {
 	Record
 	corrupt string
+	stored  time.Time
+	expires time.Time // zero: never
 }
 
 type dedupEntry struct {
@@ -65,7 +87,12 @@ func WithMemoryDuplicateWindow(d time.Duration) MemoryOption {
 	return func(m *Memory) { m.window = d }
 }
 
-// WithMemoryClock replaces time.Now, for tests of time-dependent rules.
+// WithMemoryMaxAge makes every tenant's events expire d after they were
+// stored (default: never), like a JetStream tenant stream's maximum age.
+func WithMemoryMaxAge(d time.Duration) MemoryOption { return func(m *Memory) { m.maxAge = d } }
+
+// WithMemoryClock replaces time.Now, for tests of time-dependent rules
+// (duplicate window, expiry).
 func WithMemoryClock(now func() time.Time) MemoryOption { return func(m *Memory) { m.now = now } }
 
 // NewMemory returns an empty in-memory log. It panics on invalid limits, as
@@ -76,6 +103,7 @@ func NewMemory(opts ...MemoryOption) *Memory {
 		window:  DefaultDuplicateWindow,
 		now:     time.Now,
 		tenants: make(map[string]*memTenant),
+		gone:    make(map[string]uint64),
 		changed: make(chan struct{}),
 	}
 	for _, opt := range opts {
@@ -84,7 +112,63 @@ func NewMemory(opts ...MemoryOption) *Memory {
 	if err := m.limits.Validate(); err != nil {
 		panic(err)
 	}
+	if m.maxAge < 0 {
+		panic(fmt.Sprintf("sessionlog: negative maximum age %v", m.maxAge))
+	}
+	m.expiring = m.maxAge > 0
 	return m
+}
+
+// begin locks the log and removes what has expired; the caller unlocks.
+func (m *Memory) begin() time.Time {
+	m.mu.Lock()
+	now := m.now()
+	if m.expiring {
+		m.expireLocked(now)
+	}
+	return now
+}
+
+func (m *Memory) expireLocked(now time.Time) {
+	var oldest time.Time
+	if m.maxAge > 0 {
+		oldest = now.Add(-m.maxAge)
+	}
+	gone := func(stored, expires time.Time) bool {
+		return m.maxAge > 0 && stored.Before(oldest) || !expires.IsZero() && !expires.After(now)
+	}
+	for _, t := range m.tenants {
+		for _, th := range t.threads {
+			th.live = slices.DeleteFunc(th.live, func(r memRecord) bool { return gone(r.stored, r.expires) })
+		}
+		t.deletions = slices.DeleteFunc(t.deletions, func(d memDeletion) bool { return gone(d.at, time.Time{}) })
+	}
+}
+
+// notify wakes tailers; m.mu must be held.
+func (m *Memory) notify() {
+	close(m.changed)
+	m.changed = make(chan struct{})
+}
+
+// tenantLocked returns the tenant, creating it when create is set (its
+// sequence going on after a deleted tenant's of the same name).
+func (m *Memory) tenantLocked(name string, create bool, now time.Time) *memTenant {
+	t := m.tenants[name]
+	if t == nil && create {
+		t = &memTenant{threads: make(map[string]*memThread), created: now, seq: m.gone[name]}
+		m.tenants[name] = t
+	}
+	return t
+}
+
+func (t *memTenant) threadLocked(name string, create bool) *memThread {
+	th := t.threads[name]
+	if th == nil && create {
+		th = &memThread{dedup: make(map[string]dedupEntry)}
+		t.threads[name] = th
+	}
+	return th
 }
 
 // Append implements Log.
@@ -95,24 +179,21 @@ func (m *Memory) Append(ctx context.Context, key ThreadKey, events []Event, opts
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
-	now := m.now()
-	if err := PrepareAppend(key, events, m.limits, now); err != nil {
+	if err := PrepareAppend(key, events, m.limits, m.now()); err != nil {
 		return 0, err
 	}
 	o := ResolveAppendOptions(opts)
-
-	m.mu.Lock()
+	now := m.begin()
 	defer m.mu.Unlock()
-	t := m.tenants[key.Tenant]
 	var th *memThread
-	if t != nil {
+	if t := m.tenants[key.Tenant]; t != nil {
 		th = t.threads[key.Thread]
 	}
 	if len(events) == 0 {
 		return th.last(), nil
 	}
 	if th != nil {
-		th.expire(now.Add(-m.window))
+		th.forget(now.Add(-m.window))
 		if last, dup, err := th.duplicates(events); dup {
 			return last, err
 		}
@@ -120,71 +201,20 @@ func (m *Memory) Append(ctx context.Context, key ThreadKey, events []Event, opts
 	if o.HasExpectLast && o.ExpectLast != th.last() {
 		return 0, fmt.Errorf("%w: expected last ordinal %d, thread has %d", ErrConflict, o.ExpectLast, th.last())
 	}
-	if t == nil {
-		t = &memTenant{threads: make(map[string]*memThread), created: now}
-		m.tenants[key.Tenant] = t
-	}
-	if th == nil {
-		th = &memThread{dedup: make(map[string]dedupEntry)}
-		t.threads[key.Thread] = th
-	}
+	t := m.tenantLocked(key.Tenant, true, now)
+	th = t.threadLocked(key.Thread, true)
 	for i := range events {
 		t.seq++
-		th.live = append(th.live, memRecord{Record: Record{Ordinal: t.seq, Event: storedCopy(&events[i])}})
+		r := memRecord{Record: Record{Ordinal: t.seq, Event: storedCopy(&events[i])}, stored: now}
+		if events[i].TTL > 0 {
+			r.expires = now.Add(events[i].TTL)
+			m.expiring = true
+		}
+		th.live = append(th.live, r)
 		th.dedup[events[i].ID] = dedupEntry{ordinal: t.seq, at: now}
 	}
 	m.notify()
 	return t.seq, nil
-}
-
-// notify wakes tailers; m.mu must be held.
-func (m *Memory) notify() {
-	close(m.changed)
-	m.changed = make(chan struct{})
-}
-
-// InjectCorrupt stores, at the thread's next ordinal, a message that is not
-// a valid event, as a foreign writer can on a durable backend, and returns
-// its ordinal. Reads report it as a *CorruptEventError with reason and
-// data, like every backend reports a message that does not follow the
-// protocol; it counts in Head and can be archived. It exists so that code
-// written against the memory log can test how it steps over such messages.
-func (m *Memory) InjectCorrupt(key ThreadKey, reason string, data []byte) (uint64, error) {
-	if err := ValidateKey(key); err != nil {
-		return 0, err
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	t := m.tenants[key.Tenant]
-	if t == nil {
-		t = &memTenant{threads: make(map[string]*memThread), created: m.now()}
-		m.tenants[key.Tenant] = t
-	}
-	th := t.threads[key.Thread]
-	if th == nil {
-		th = &memThread{dedup: make(map[string]dedupEntry)}
-		t.threads[key.Thread] = th
-	}
-	t.seq++
-	if reason == "" {
-		reason = "injected corrupt message"
-	}
-	th.live = append(th.live, memRecord{
-		Record:  Record{Ordinal: t.seq, Event: Event{Time: StoredTime(m.now()), Data: slices.Clone(data)}},
-		corrupt: reason,
-	})
-	m.notify()
-	return t.seq, nil
-}
-
-// read returns the stored record as a reader gets it: a copy, or the
-// corrupt-event error of an injected message.
-func (r *memRecord) read(key ThreadKey) (Record, error) {
-	if r.corrupt != "" {
-		return Record{Ordinal: r.Ordinal}, &CorruptEventError{Key: key, Ordinal: r.Ordinal, Reason: r.corrupt,
-			Time: r.Time, Data: slices.Clone(r.Data)}
-	}
-	return recordCopy(&r.Record), nil
 }
 
 // last is the thread's last live ordinal; a nil thread has none.
@@ -195,7 +225,8 @@ func (th *memThread) last() uint64 {
 	return th.live[len(th.live)-1].Ordinal
 }
 
-func (th *memThread) expire(before time.Time) {
+// forget drops the IDs older than the duplicate window.
+func (th *memThread) forget(before time.Time) {
 	for id, e := range th.dedup {
 		if e.at.Before(before) {
 			delete(th.dedup, id)
@@ -226,7 +257,7 @@ func (th *memThread) duplicates(events []Event) (last uint64, dup bool, err erro
 }
 
 func storedCopy(e *Event) Event {
-	c := Event{ID: e.ID, Type: e.Type, Time: StoredTime(e.Time)}
+	c := Event{ID: e.ID, Type: e.Type, Time: StoredTime(e.Time), TTL: e.TTL}
 	if len(e.Data) > 0 {
 		c.Data = slices.Clone(e.Data)
 	}
@@ -236,32 +267,52 @@ func storedCopy(e *Event) Event {
 	return c
 }
 
-func recordCopy(r *Record) Record {
-	return Record{Ordinal: r.Ordinal, Event: storedCopy(&r.Event)}
+// InjectCorrupt stores, at the thread's next ordinal, a message that is not
+// a valid event, as a foreign writer can on a durable backend, and returns
+// its ordinal. Reads report it as a *CorruptEventError with reason and
+// data, like every backend reports a message that does not follow the
+// protocol; it counts in Head and can be archived. It exists so that code
+// written against the memory log can test how it steps over such messages.
+func (m *Memory) InjectCorrupt(key ThreadKey, reason string, data []byte) (uint64, error) {
+	if err := ValidateKey(key); err != nil {
+		return 0, err
+	}
+	now := m.begin()
+	defer m.mu.Unlock()
+	t := m.tenantLocked(key.Tenant, true, now)
+	th := t.threadLocked(key.Thread, true)
+	t.seq++
+	if reason == "" {
+		reason = "injected corrupt message"
+	}
+	th.live = append(th.live, memRecord{
+		Record:  Record{Ordinal: t.seq, Event: Event{Time: StoredTime(now), Data: slices.Clone(data)}},
+		corrupt: reason,
+		stored:  now,
+	})
+	m.notify()
+	return t.seq, nil
 }
 
-// LoadSince implements Log.
-func (m *Memory) LoadSince(ctx context.Context, key ThreadKey, cursor uint64) ([]Record, error) {
-	if err := ValidateKey(key); err != nil {
-		return nil, err
+// read returns the stored record as a reader gets it: a copy, or the
+// corrupt-event error of an injected message.
+func (r *memRecord) read(key ThreadKey) (Record, error) {
+	if r.corrupt != "" {
+		return Record{Ordinal: r.Ordinal}, &CorruptEventError{Key: key, Ordinal: r.Ordinal, Reason: r.corrupt,
+			Time: r.Time, Data: slices.Clone(r.Data)}
 	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	th := m.thread(key)
-	if th == nil {
+	return Record{Ordinal: r.Ordinal, Event: storedCopy(&r.Event)}, nil
+}
+
+// collect reads stored records into valid records and joined errors.
+func collect(key ThreadKey, stored []memRecord) ([]Record, error) {
+	if len(stored) == 0 {
 		return nil, nil
 	}
-	i := th.after(cursor)
-	if i == len(th.live) {
-		return nil, nil
-	}
-	out := make([]Record, 0, len(th.live)-i)
+	out := make([]Record, 0, len(stored))
 	var corrupt []error
-	for j := i; j < len(th.live); j++ {
-		rec, err := th.live[j].read(key)
+	for i := range stored {
+		rec, err := stored[i].read(key)
 		if err != nil {
 			corrupt = append(corrupt, err)
 			continue
@@ -272,6 +323,43 @@ func (m *Memory) LoadSince(ctx context.Context, key ThreadKey, cursor uint64) ([
 		out = nil
 	}
 	return out, errors.Join(corrupt...)
+}
+
+// LoadSince implements Log.
+func (m *Memory) LoadSince(ctx context.Context, key ThreadKey, cursor uint64) ([]Record, error) {
+	if err := ValidateKey(key); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	m.begin()
+	defer m.mu.Unlock()
+	th := m.thread(key)
+	if th == nil {
+		return nil, nil
+	}
+	return collect(key, th.live[th.after(cursor):])
+}
+
+// LoadLast implements Log.
+func (m *Memory) LoadLast(ctx context.Context, key ThreadKey, n int) ([]Record, error) {
+	if err := ValidateKey(key); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if n <= 0 {
+		return nil, nil
+	}
+	m.begin()
+	defer m.mu.Unlock()
+	th := m.thread(key)
+	if th == nil {
+		return nil, nil
+	}
+	return collect(key, th.live[max(0, len(th.live)-n):])
 }
 
 // Scan implements Log. It reads in chunks so that appends are not blocked
@@ -305,7 +393,7 @@ func (m *Memory) Scan(ctx context.Context, key ThreadKey, cursor uint64) iter.Se
 // loadChunk copies up to n stored records after cursor, so that they can
 // be yielded without holding the lock.
 func (m *Memory) loadChunk(key ThreadKey, cursor uint64, n int) []memRecord {
-	m.mu.Lock()
+	m.begin()
 	defer m.mu.Unlock()
 	th := m.thread(key)
 	if th == nil {
@@ -338,7 +426,7 @@ func (m *Memory) ArchiveBefore(ctx context.Context, key ThreadKey, watermark uin
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
-	m.mu.Lock()
+	m.begin()
 	defer m.mu.Unlock()
 	th := m.thread(key)
 	if th == nil || watermark == 0 {
@@ -357,11 +445,122 @@ func (m *Memory) Head(ctx context.Context, key ThreadKey) (Head, error) {
 	if err := ctx.Err(); err != nil {
 		return Head{}, err
 	}
-	m.mu.Lock()
+	m.begin()
 	defer m.mu.Unlock()
 	th := m.thread(key)
 	if th == nil || len(th.live) == 0 {
 		return Head{}, nil
 	}
 	return Head{First: th.live[0].Ordinal, Last: th.last(), Count: uint64(len(th.live))}, nil
+}
+
+// DeleteThread implements Deleter: a deletion record takes the tenant's
+// next ordinal and everything of the thread before it goes.
+func (m *Memory) DeleteThread(ctx context.Context, key ThreadKey) (int, error) {
+	if err := ValidateKey(key); err != nil {
+		return 0, err
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	now := m.begin()
+	defer m.mu.Unlock()
+	t := m.tenants[key.Tenant]
+	if t == nil {
+		return 0, nil
+	}
+	t.seq++
+	t.deletions = append(t.deletions, memDeletion{thread: key.Thread, ordinal: t.seq, at: now})
+	n := 0
+	if th := t.threads[key.Thread]; th != nil {
+		n = len(th.live)
+		th.live = nil
+	}
+	m.notify()
+	return n, nil
+}
+
+// DeleteTenant implements Deleter.
+func (m *Memory) DeleteTenant(ctx context.Context, tenant string) error {
+	if err := ValidateTenant(tenant); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	m.begin()
+	defer m.mu.Unlock()
+	t := m.tenants[tenant]
+	if t == nil {
+		return nil
+	}
+	m.gone[tenant] = t.seq
+	delete(m.tenants, tenant)
+	m.notify()
+	return nil
+}
+
+// Threads implements ThreadLister.
+func (m *Memory) Threads(ctx context.Context, tenant string, opts ...ThreadsOption) iter.Seq2[ThreadInfo, error] {
+	o := ResolveThreadsOptions(opts)
+	return func(yield func(ThreadInfo, error) bool) {
+		if err := ValidateTenant(tenant); err != nil {
+			yield(ThreadInfo{}, err)
+			return
+		}
+		if err := ctx.Err(); err != nil {
+			yield(ThreadInfo{}, err)
+			return
+		}
+		list := m.threadInfos(tenant, o)
+		sortThreadInfos(list, o)
+		n := 0
+		for _, info := range list {
+			if o.Recent && o.Before > 0 && info.LastOrdinal >= o.Before || !o.Recent && o.After != "" && info.Thread <= o.After {
+				continue
+			}
+			if o.Limit > 0 && n == o.Limit {
+				return
+			}
+			if !yield(info, nil) {
+				return
+			}
+			n++
+		}
+	}
+}
+
+func (m *Memory) threadInfos(tenant string, o ThreadsOptions) []ThreadInfo {
+	m.begin()
+	defer m.mu.Unlock()
+	t := m.tenants[tenant]
+	if t == nil {
+		return nil
+	}
+	out := make([]ThreadInfo, 0, len(t.threads))
+	for name, th := range t.threads {
+		if len(th.live) == 0 {
+			continue
+		}
+		last := &th.live[len(th.live)-1]
+		info := ThreadInfo{Thread: name, Events: uint64(len(th.live)), LastOrdinal: last.Ordinal, LastTime: last.Time}
+		if last.corrupt == "" {
+			info.LastType = last.Type
+		}
+		if o.First {
+			info.FirstOrdinal = th.live[0].Ordinal
+		}
+		out = append(out, info)
+	}
+	return out
+}
+
+// sortThreadInfos orders a listing: by name, or by last ordinal, newest
+// first.
+func sortThreadInfos(list []ThreadInfo, o ThreadsOptions) {
+	if o.Recent {
+		sort.Slice(list, func(i, j int) bool { return list[i].LastOrdinal > list[j].LastOrdinal })
+		return
+	}
+	sort.Slice(list, func(i, j int) bool { return list[i].Thread < list[j].Thread })
 }

@@ -2,14 +2,19 @@ package sessionlog
 
 import (
 	"context"
+	"fmt"
 	"iter"
 	"sort"
 )
 
-// TenantRecord is a record of a tenant-wide tail, naming its thread.
+// TenantRecord is a record of a tenant-wide read, naming its thread. When
+// the read was asked to include deletions (IncludeDeletions), Deletion is
+// set on the records that stand for a thread deletion instead of an
+// event; they hold only their ordinal.
 type TenantRecord struct {
 	Thread string
 	Record
+	Deletion *Deletion
 }
 
 // Tailer follows threads live.
@@ -36,7 +41,7 @@ type Tailer interface {
 	// created while it runs, in ordinal order. Ordinals are the tenant's
 	// sequence, so one cursor (the last ordinal seen, whatever its thread)
 	// resumes the whole tenant.
-	TailTenant(ctx context.Context, tenant string, cursor uint64) iter.Seq2[TenantRecord, error]
+	TailTenant(ctx context.Context, tenant string, cursor uint64, opts ...ReadOption) iter.Seq2[TenantRecord, error]
 }
 
 var _ Tailer = (*Memory)(nil)
@@ -49,7 +54,7 @@ func (m *Memory) Tail(ctx context.Context, key ThreadKey, cursor uint64) iter.Se
 			return
 		}
 		for rec, err := range m.TailTenant(ctx, key.Tenant, cursor) {
-			if rec.Thread == key.Thread && !yield(rec.Record, err) {
+			if (rec.Thread == key.Thread || err != nil && rec.Thread == "") && !yield(rec.Record, err) {
 				return
 			}
 		}
@@ -57,22 +62,29 @@ func (m *Memory) Tail(ctx context.Context, key ThreadKey, cursor uint64) iter.Se
 }
 
 // TailTenant implements Tailer.
-func (m *Memory) TailTenant(ctx context.Context, tenant string, cursor uint64) iter.Seq2[TenantRecord, error] {
+func (m *Memory) TailTenant(ctx context.Context, tenant string, cursor uint64, opts ...ReadOption) iter.Seq2[TenantRecord, error] {
+	o := ResolveReadOptions(opts)
 	return func(yield func(TenantRecord, error) bool) {
 		if err := ValidateTenant(tenant); err != nil {
 			yield(TenantRecord{}, err)
 			return
 		}
+		existed := false
 		for {
-			recs, changed := m.tenantSince(tenant, cursor)
-			for _, e := range recs {
-				rec, err := e.rec.read(ThreadKey{Tenant: tenant, Thread: e.thread})
-				if !yield(TenantRecord{Thread: e.thread, Record: rec}, err) {
+			entries, exists, changed := m.tenantSince(tenant, cursor, 0, o.Deletions)
+			if exists {
+				existed = true
+			} else if existed {
+				yield(TenantRecord{}, fmt.Errorf("%w: tenant %q", ErrTenantDeleted, tenant))
+				return
+			}
+			for _, e := range entries {
+				if !yield(e.read(tenant)) {
 					return
 				}
-				cursor = e.rec.Ordinal
+				cursor = e.ordinal()
 			}
-			if len(recs) > 0 {
+			if len(entries) > 0 {
 				continue // more may have arrived while yielding
 			}
 			select {
@@ -84,27 +96,63 @@ func (m *Memory) TailTenant(ctx context.Context, tenant string, cursor uint64) i
 	}
 }
 
-// tenantSince returns the tenant's live records after cursor in ordinal
-// order, and a channel closed at the next append anywhere in the log.
-func (m *Memory) tenantSince(tenant string, cursor uint64) ([]tenantEntry, <-chan struct{}) {
-	m.mu.Lock()
+// tenantEntry is a stored record of a thread, or a thread deletion.
+type tenantEntry struct {
+	thread   string
+	rec      memRecord
+	deletion *memDeletion
+}
+
+func (e *tenantEntry) ordinal() uint64 {
+	if e.deletion != nil {
+		return e.deletion.ordinal
+	}
+	return e.rec.Ordinal
+}
+
+func (e *tenantEntry) read(tenant string) (TenantRecord, error) {
+	if d := e.deletion; d != nil {
+		return TenantRecord{Thread: d.thread, Record: Record{Ordinal: d.ordinal},
+			Deletion: &Deletion{Tenant: tenant, Thread: d.thread, Before: d.ordinal, Time: d.at}}, nil
+	}
+	rec, err := e.rec.read(ThreadKey{Tenant: tenant, Thread: e.thread})
+	return TenantRecord{Thread: e.thread, Record: rec}, err
+}
+
+// tenantSince returns the tenant's stored records (and deletions, when
+// asked) after cursor in ordinal order, at most n of them when n > 0,
+// whether the tenant exists, and a channel closed at the next change
+// anywhere in the log. At most n are taken from each thread before they
+// are merged, so a chunk never copies a whole large tenant.
+func (m *Memory) tenantSince(tenant string, cursor uint64, n int, deletions bool) ([]tenantEntry, bool, <-chan struct{}) {
+	m.begin()
 	defer m.mu.Unlock()
 	changed := m.changed
 	t := m.tenants[tenant]
 	if t == nil {
-		return nil, changed
+		return nil, false, changed
 	}
 	var out []tenantEntry
 	for name, th := range t.threads {
-		for i := th.after(cursor); i < len(th.live); i++ {
-			out = append(out, tenantEntry{thread: name, rec: th.live[i]})
+		i := th.after(cursor)
+		end := len(th.live)
+		if n > 0 {
+			end = min(end, i+n)
+		}
+		for j := i; j < end; j++ {
+			out = append(out, tenantEntry{thread: name, rec: th.live[j]})
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].rec.Ordinal < out[j].rec.Ordinal })
-	return out, changed
-}
-
-type tenantEntry struct {
-	thread string
-	rec    memRecord
+	if deletions {
+		for i := range t.deletions {
+			if d := t.deletions[i]; d.ordinal > cursor {
+				out = append(out, tenantEntry{thread: d.thread, deletion: &d})
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ordinal() < out[j].ordinal() })
+	if n > 0 && len(out) > n {
+		out = out[:n]
+	}
+	return out, true, changed
 }

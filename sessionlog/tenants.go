@@ -34,7 +34,7 @@ type TenantReader interface {
 	// yielded in its place as a *CorruptEventError and the scan goes on;
 	// any other error is the last element. An unknown tenant yields
 	// nothing.
-	ScanTenant(ctx context.Context, tenant string, cursor uint64) iter.Seq2[TenantRecord, error]
+	ScanTenant(ctx context.Context, tenant string, cursor uint64, opts ...ReadOption) iter.Seq2[TenantRecord, error]
 }
 
 var _ TenantReader = (*Memory)(nil)
@@ -44,7 +44,7 @@ func (m *Memory) Tenants(ctx context.Context) ([]TenantInfo, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	m.mu.Lock()
+	m.begin()
 	defer m.mu.Unlock()
 	out := make([]TenantInfo, 0, len(m.tenants))
 	for name, t := range m.tenants {
@@ -70,8 +70,9 @@ func (m *Memory) Tenants(ctx context.Context) ([]TenantInfo, error) {
 
 // ScanTenant implements TenantReader, reading in chunks so that appends
 // are not blocked while a large tenant is consumed.
-func (m *Memory) ScanTenant(ctx context.Context, tenant string, cursor uint64) iter.Seq2[TenantRecord, error] {
+func (m *Memory) ScanTenant(ctx context.Context, tenant string, cursor uint64, opts ...ReadOption) iter.Seq2[TenantRecord, error] {
 	const chunk = 256
+	o := ResolveReadOptions(opts)
 	return func(yield func(TenantRecord, error) bool) {
 		if err := ValidateTenant(tenant); err != nil {
 			yield(TenantRecord{}, err)
@@ -82,37 +83,16 @@ func (m *Memory) ScanTenant(ctx context.Context, tenant string, cursor uint64) i
 				yield(TenantRecord{}, err)
 				return
 			}
-			entries := m.tenantChunk(tenant, cursor, chunk)
+			entries, _, _ := m.tenantSince(tenant, cursor, chunk, o.Deletions)
 			for _, e := range entries {
-				rec, err := e.rec.read(ThreadKey{Tenant: tenant, Thread: e.thread})
-				if !yield(TenantRecord{Thread: e.thread, Record: rec}, err) {
+				if !yield(e.read(tenant)) {
 					return
 				}
-				cursor = e.rec.Ordinal
+				cursor = e.ordinal()
 			}
 			if len(entries) < chunk {
 				return
 			}
 		}
 	}
-}
-
-// tenantChunk returns the tenant's first n stored records after cursor, in
-// ordinal order: at most n from each thread, merged.
-func (m *Memory) tenantChunk(tenant string, cursor uint64, n int) []tenantEntry {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	t := m.tenants[tenant]
-	if t == nil {
-		return nil
-	}
-	var out []tenantEntry
-	for name, th := range t.threads {
-		i := th.after(cursor)
-		for j := i; j < len(th.live) && j < i+n; j++ {
-			out = append(out, tenantEntry{thread: name, rec: th.live[j]})
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].rec.Ordinal < out[j].rec.Ordinal })
-	return out[:min(n, len(out))]
 }

@@ -206,6 +206,9 @@ func validateEvent(e *Event) error {
 			return fmt.Errorf("time %s is outside years 1 to 9999 UTC", u.Format(time.RFC3339Nano))
 		}
 	}
+	if e.TTL != 0 && (e.TTL < time.Second || e.TTL%time.Second != 0) {
+		return fmt.Errorf("TTL %v is not a whole number of seconds, at least 1s", e.TTL)
+	}
 	if e.Type == "" {
 		return errorString("type is empty")
 	}

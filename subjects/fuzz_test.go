@@ -53,6 +53,9 @@ func FuzzRoundTrip(f *testing.F) {
 		if !validTenant || !validThread {
 			return
 		}
+		if subjects.EncodeThread(thread) == subjects.DeletionToken {
+			t.Fatalf("thread %q encodes to the deletion token", thread)
+		}
 		subj := s.Subject(tenant, thread)
 		if !server.IsValidLiteralSubject(subj) || strings.Count(subj, ".") != 2 {
 			t.Fatalf("subject %q of (%q, %q) is not a 3-token literal subject", subj, tenant, thread)

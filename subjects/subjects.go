@@ -114,6 +114,48 @@ func (s Scheme) TenantFilter(tenant string) string {
 // AllTenantsFilter matches every thread subject of every tenant.
 func (s Scheme) AllTenantsFilter() string { return s.SubjectPrefix + ".*.*" }
 
+// DeletionToken is the last token of the subject on which a tenant's
+// thread deletions are recorded, in the tenant's stream. No thread token
+// is ever "$deleted" ('$' is always escaped), so no thread maps to it.
+const DeletionToken = "$deleted"
+
+// DeletionSubject returns the subject of the tenant's thread deletion
+// records: inside the tenant filter, so in the tenant's stream and in
+// order with its events, but not a thread's.
+func (s Scheme) DeletionSubject(tenant string) string {
+	return s.SubjectPrefix + "." + EncodeTenant(tenant) + "." + DeletionToken
+}
+
+// IsDeletionSubject reports whether subject is a tenant's deletion
+// subject, and whose.
+func (s Scheme) IsDeletionSubject(subject string) (tenant string, ok bool) {
+	rest, ok := strings.CutPrefix(subject, s.SubjectPrefix+".")
+	if !ok {
+		return "", false
+	}
+	enc, found := strings.CutSuffix(rest, "."+DeletionToken)
+	if !found || strings.Contains(enc, ".") {
+		return "", false
+	}
+	tenant, err := DecodeTenant(enc)
+	return tenant, err == nil
+}
+
+// SystemStream returns the name of the stream where tenant deletions are
+// recorded. "_s" is no escape, so no tenant's stream has this name, on
+// file systems that ignore case too.
+func (s Scheme) SystemStream() string { return s.StreamPrefix + "_system" }
+
+// SystemFilter returns the subjects of the system stream.
+func (s Scheme) SystemFilter() string { return s.SubjectPrefix + "._system.>" }
+
+// TenantDeletedSubject returns the subject of the record of a tenant's
+// deletion, in the system stream: the last one says with which ordinal
+// the tenant ended, so that a tenant created again numbers on after it.
+func (s Scheme) TenantDeletedSubject(tenant string) string {
+	return s.SubjectPrefix + "._system.tenant-deleted." + EncodeTenant(tenant)
+}
+
 // ParseStream returns the tenant whose stream is named name.
 func (s Scheme) ParseStream(name string) (string, error) {
 	enc, ok := strings.CutPrefix(name, s.StreamPrefix)

@@ -76,3 +76,21 @@ func TestValidateRefusesBadPrefixes(t *testing.T) {
 		require.Error(t, s.Validate(), "%+v", s)
 	}
 }
+
+func TestControlNamesBelongToNoTenantOrThread(t *testing.T) {
+	s := subjects.Default()
+	_, err := s.ParseStream(s.SystemStream())
+	require.ErrorIs(t, err, subjects.ErrInvalidName, "the system stream is no tenant's")
+	for _, tenant := range []string{"acme", "_system", "$deleted", "a.b"} {
+		require.NotEqual(t, strings.ToLower(s.Stream(tenant)), strings.ToLower(s.SystemStream()))
+		subj := s.DeletionSubject(tenant)
+		_, _, err := s.ParseSubject(subj)
+		require.ErrorIs(t, err, subjects.ErrInvalidName, "the deletion subject is no thread's")
+		got, ok := s.IsDeletionSubject(subj)
+		require.True(t, ok)
+		require.Equal(t, tenant, got)
+		_, ok = s.IsDeletionSubject(s.Subject(tenant, "$deleted"))
+		require.False(t, ok, "a thread named $deleted is a thread")
+		require.True(t, strings.HasPrefix(subj, strings.TrimSuffix(s.TenantFilter(tenant), "*")), "deletions are in the tenant's stream")
+	}
+}

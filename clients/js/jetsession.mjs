@@ -466,7 +466,7 @@ export class Client {
       allow_direct: true,
       mirror_direct: false,
       consumer_limits: {},
-      metadata: { "jetsession.tenant": tenant },
+      metadata: { "jetsession.tenant": tenant, "jetsession.protocol": "1" },
       allow_atomic: true,
     };
   }

@@ -69,6 +69,10 @@ func Run(t *testing.T, newLog Factory, opts ...Option) {
 		{"head", headRules},
 		{"tailing", tailRules},
 		{"foreign messages", foreignRules(o.corrupt)},
+		{"thread listing", listingRules},
+		{"newest first", loadLastRules},
+		{"deletion", deletionRules},
+		{"retention", retentionRules},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
