@@ -14,6 +14,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/url"
 	"os"
@@ -142,6 +143,9 @@ func (c Config) Validate() error {
 func (c Config) check() (*tls.Config, error) {
 	var errs []error
 	bad := func(flag string, err error, hint string) {
+		if errors.Is(err, fs.ErrNotExist) {
+			hint = "check the path"
+		}
 		errs = append(errs, &FieldError{Flag: flag, Err: err, Hint: hint})
 	}
 	if err := checkURLs(c.URL); err != nil {
