@@ -228,3 +228,15 @@ func TestTerminalSafeJSONKeepsTheJSON(t *testing.T) {
 	}
 	assert.Equal(t, `{"a":"x\u202ey\u009bz\u007f\ufffd日本"}`+"\n", b.String())
 }
+
+func TestNullDeviceAndFilesAreNoTerminal(t *testing.T) {
+	// /dev/null is a character device, yet nobody answers on it.
+	null, err := os.Open(os.DevNull)
+	require.NoError(t, err)
+	defer null.Close()
+	assert.False(t, isTerminal(null))
+	f, err := os.CreateTemp(t.TempDir(), "stdin")
+	require.NoError(t, err)
+	defer f.Close()
+	assert.False(t, isTerminal(f))
+}

@@ -24,12 +24,6 @@ func main() {
 	os.Exit(report(os.Stderr, err))
 }
 
-// isTerminal reports whether f is a terminal (a character device), where
-// a person can answer a question.
-func isTerminal(f *os.File) bool {
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
-}
 
 // Exit codes: runtime failures and command-line mistakes differ so that
 // scripts can tell "retry later" from "fix the invocation".
