@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs every check and test of the project: vet, formatting, the race-enabled
-# test suite (embedded NATS servers, a throwaway PostgreSQL where a test needs
-# one), a bounded run of each fuzz target and a smoke run of the benchmarks.
+# Runs every check and test of the project: a tidy go.mod, vet, formatting,
+# the race-enabled test suite (embedded NATS servers, a throwaway PostgreSQL
+# where a test needs one), a bounded run of each fuzz target and a smoke run
+# of the benchmarks.
 # Set FUZZTIME (default 10s) to fuzz longer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +18,15 @@ if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb 
 	else
 		echo "PostgreSQL is not installed: its tests will skip (install the postgresql package to run them)" >&2
 	fi
+fi
+
+echo "== go mod tidy"
+# Direct dependencies must not be marked // indirect, and nothing unused
+# may linger: go.mod and go.sum are what 'go mod tidy' makes of the code.
+if ! tidy=$(go mod tidy -diff 2>&1); then
+	echo "go.mod or go.sum is not tidy: run 'go mod tidy' and commit the result. What it would change:" >&2
+	echo "$tidy" >&2
+	exit 1
 fi
 
 echo "== go vet"
