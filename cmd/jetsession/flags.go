@@ -134,7 +134,7 @@ func (f *flagSet) connFlags() *connFlags {
 	fs.StringVar(&c.apiPrefix, "js-api-prefix", "$JS.API", "JetStream API `PREFIX`, for JetStream imported from another account or domain")
 	fs.StringVar(&c.scheme.SubjectPrefix, "subject-prefix", subjects.DefaultSubjectPrefix, "subject `PREFIX` of thread subjects")
 	fs.StringVar(&c.scheme.StreamPrefix, "stream-prefix", subjects.DefaultStreamPrefix, "name `PREFIX` of tenant streams")
-	f.duration(&c.timeout, "timeout", 10*time.Second, "how long to wait for the server, a `DURATION` such as 10s")
+	f.duration(&c.timeout, "timeout", 10*time.Second, "`DURATION` to wait for the server, with a unit (10s, 1m)")
 	fs.BoolVar(&c.json, "json", false, "print JSON, one object per line")
 	fs.VisitAll(func(fl *flag.Flag) {
 		if !before[fl.Name] {
