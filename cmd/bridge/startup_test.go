@@ -128,3 +128,20 @@ func TestHTTPAddressInUseFailsAtStart(t *testing.T) {
 	_, err = startFails(t, "--nats", srv.URL(), "--data-dir", t.TempDir(), "--http", ln.Addr().String())
 	assert.Contains(t, err.Error(), "--http "+ln.Addr().String()+": the address is already in use")
 }
+
+// TestAFailedStartStopsWhatHadStarted: the embedded server started before
+// the HTTP address turned out to be taken; it must not be left running.
+func TestAFailedStartStopsWhatHadStarted(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer taken.Close()
+	free, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	listen := free.Addr().String()
+	free.Close()
+	_, err = startFails(t, "--listen", listen, "--data-dir", t.TempDir(), "--http", taken.Addr().String())
+	assert.Contains(t, err.Error(), "--http "+taken.Addr().String()+": the address is already in use")
+	again, err := net.Listen("tcp", listen)
+	require.NoError(t, err, "the embedded server was stopped")
+	again.Close()
+}

@@ -24,7 +24,6 @@ func main() {
 	os.Exit(report(os.Stderr, err))
 }
 
-
 // Exit codes: runtime failures and command-line mistakes differ so that
 // scripts can tell "retry later" from "fix the invocation".
 const (
