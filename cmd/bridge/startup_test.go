@@ -145,3 +145,15 @@ func TestAFailedStartStopsWhatHadStarted(t *testing.T) {
 	require.NoError(t, err, "the embedded server was stopped")
 	again.Close()
 }
+
+func TestAGarbageCredentialsFileIsRefusedBeforeConnecting(t *testing.T) {
+	creds := filepath.Join(t.TempDir(), "bridge.creds")
+	require.NoError(t, os.WriteFile(creds, []byte("this is not a credentials file\n"), 0o600))
+	err := run(context.Background(), []string{"--nats", "nats://127.0.0.1:1", "--creds", creds, "--data-dir", t.TempDir()},
+		noEnv, io.Discard, io.Discard, &hooks{onStart: func(started) { t.Error("the bridge started") }})
+	var ce *configError
+	require.ErrorAs(t, err, &ce)
+	var fe *natsconn.FieldError
+	require.ErrorAs(t, err, &fe)
+	assert.Equal(t, "creds", fe.Flag)
+}
