@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
-# Runs every check and test of the project: a tidy go.mod, vet, formatting,
-# the race-enabled test suite (embedded NATS servers, a throwaway PostgreSQL
-# where a test needs one), a bounded run of each fuzz target and a smoke run
-# of the benchmarks.
+# Runs every check and test of the project: vet, formatting, the race-enabled
+# test suite (embedded NATS servers, a throwaway PostgreSQL where a test needs
+# one), a bounded run of each fuzz target and a smoke run of the benchmarks.
 # Set FUZZTIME (default 10s) to fuzz longer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
