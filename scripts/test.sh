@@ -39,6 +39,15 @@ else
 	(cd clients/js && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
+echo "== go mod tidy"
+# Direct dependencies must not be marked // indirect, and nothing unused
+# may linger: go.mod and go.sum are what 'go mod tidy' makes of the code.
+if ! tidy=$(go mod tidy -diff 2>&1); then
+	echo "go.mod or go.sum is not tidy: run 'go mod tidy' and commit the result. What it would change:" >&2
+	echo "$tidy" >&2
+	exit 1
+fi
+
 echo "== go vet"
 go vet ./...
 

@@ -9,8 +9,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -52,95 +50,26 @@ func startInProcess(ctx context.Context, dir string, cluster bool) (*servers, er
 		s.stops = append(s.stops, func() { srv.Shutdown(); srv.WaitForShutdown() })
 		return s, nil
 	}
-	specs, err := clusterSpecs(filepath.Join(dir, "shared"), 3)
+	plan, err := embedded.PlanCluster(clusterName, filepath.Join(dir, "shared"), 3)
 	if err != nil {
 		return nil, err
 	}
-	for _, spec := range specs {
-		srv, err := server.NewServer(spec.options())
-		if err != nil {
-			s.close()
-			return nil, fmt.Errorf("cluster node %s: %w", spec.Name, err)
-		}
-		srv.Start()
-		s.stops = append(s.stops, func() { srv.Shutdown(); srv.WaitForShutdown() })
-		s.urls = append(s.urls, spec.url())
-		s.storeDirs = append(s.storeDirs, spec.StoreDir)
-	}
-	if err := waitJetStream(ctx, s.urls); err != nil {
-		s.close()
+	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	nodes, err := embedded.StartCluster(wctx, plan)
+	if err != nil {
 		return nil, err
+	}
+	for i, srv := range nodes {
+		s.stops = append(s.stops, func() { srv.Shutdown(); srv.WaitForShutdown() })
+		s.urls = append(s.urls, plan[i].URL())
+		s.storeDirs = append(s.storeDirs, plan[i].StoreDir)
 	}
 	return s, nil
 }
 
-// nodeSpec is how a server is started, in this process or a child.
-type nodeSpec struct {
-	Name        string
-	Port        int // 0: any free port (single node only)
-	ClusterPort int // 0: no cluster
-	Routes      []string
-	StoreDir    string
-}
-
-func (n nodeSpec) url() string { return "nats://127.0.0.1:" + strconv.Itoa(n.Port) }
-
-func (n nodeSpec) options() *server.Options {
-	o := &server.Options{
-		ServerName: n.Name,
-		Host:       "127.0.0.1",
-		Port:       n.Port,
-		JetStream:  true,
-		StoreDir:   n.StoreDir,
-		NoLog:      true,
-		NoSigs:     true,
-	}
-	if n.ClusterPort > 0 {
-		o.Cluster = server.ClusterOpts{Name: "jetsession-bench", Host: "127.0.0.1", Port: n.ClusterPort}
-		for _, r := range n.Routes {
-			u, _ := url.Parse(r)
-			o.Routes = append(o.Routes, u)
-		}
-	}
-	return o
-}
-
-// clusterSpecs picks ports for an n-node cluster on loopback.
-func clusterSpecs(dir string, n int) ([]nodeSpec, error) {
-	ports, err := freePorts(2 * n)
-	if err != nil {
-		return nil, err
-	}
-	var routes []string
-	for i := range n {
-		routes = append(routes, "nats-route://127.0.0.1:"+strconv.Itoa(ports[n+i]))
-	}
-	specs := make([]nodeSpec, n)
-	for i := range n {
-		specs[i] = nodeSpec{Name: "n" + strconv.Itoa(i+1), Port: ports[i], ClusterPort: ports[n+i], Routes: routes,
-			StoreDir: filepath.Join(dir, "n"+strconv.Itoa(i+1))}
-	}
-	return specs, nil
-}
-
-func freePorts(n int) ([]int, error) {
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("finding a free port: %w", err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
+// clusterName names the benchmark's clusters.
+const clusterName = "jetsession-bench"
 
 // waitJetStream waits until JetStream answers on every URL: on a cluster,
 // until a meta leader is elected.
@@ -179,7 +108,8 @@ func waitJetStream(ctx context.Context, urls []string) error {
 	return nil
 }
 
-// childEnv carries a child server's nodeSpec, as JSON.
+// childEnv carries a child server's node, as JSON: an embedded.ClusterNode
+// of a cluster plan, or of a single node when its ClusterPort is 0.
 const childEnv = "JETSESSION_BENCH_SERVER"
 
 // serveChildIfAsked runs a server child when this process was started as
@@ -198,7 +128,7 @@ func serveChildIfAsked() bool {
 		os.Exit(1)
 		return true
 	}
-	var spec nodeSpec
+	var spec embedded.ClusterNode
 	if err := json.Unmarshal([]byte(raw), &spec); err != nil {
 		return fail(err)
 	}
@@ -207,7 +137,7 @@ func serveChildIfAsked() bool {
 	if spec.ClusterPort == 0 {
 		srv, err = embedded.Start(embedded.Config{Port: spec.Port, StoreDir: spec.StoreDir, Name: spec.Name})
 	} else {
-		if srv, err = server.NewServer(spec.options()); err == nil {
+		if srv, err = server.NewServer(spec.Options()); err == nil {
 			srv.Start()
 			if !srv.ReadyForConnections(30 * time.Second) {
 				err = errors.New("not ready for connections within 30s")
@@ -251,9 +181,12 @@ func startChildren(ctx context.Context, dir string, n int) (*servers, error) {
 	if err != nil {
 		return nil, err
 	}
-	specs := []nodeSpec{{Name: "bench-isolated", StoreDir: filepath.Join(store, "n1")}}
+	// A child process cannot be started by embedded.StartCluster, which
+	// runs nodes in this process: the children share the plan (ports,
+	// routes, options) and are waited for over the network.
+	specs := []embedded.ClusterNode{{Name: "bench-isolated", StoreDir: filepath.Join(store, "n1")}}
 	if n > 1 {
-		if specs, err = clusterSpecs(store, n); err != nil {
+		if specs, err = embedded.PlanCluster(clusterName, store, n); err != nil {
 			return nil, err
 		}
 	}
@@ -276,7 +209,7 @@ func startChildren(ctx context.Context, dir string, n int) (*servers, error) {
 	return s, nil
 }
 
-func startChild(exe string, spec nodeSpec) (*child, string, error) {
+func startChild(exe string, spec embedded.ClusterNode) (*child, string, error) {
 	b, err := json.Marshal(spec)
 	if err != nil {
 		return nil, "", err

@@ -9,19 +9,21 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/jetsession/jetsession/internal/natsconn"
 	"github.com/jetsession/jetsession/subjects"
 )
 
 // config is everything the bridge can be told, by flags or environment.
 type config struct {
-	NATSURL     string
-	NATSCreds   string
-	InboxPrefix string
-	Listen      string
-	DataDir     string
+	// NATS is where the tenants live; an empty URL runs an embedded
+	// server on Listen.
+	NATS    natsconn.Config
+	Listen  string
+	DataDir string
 
 	Sinks         []string
 	JSONLPath     string
@@ -48,9 +50,19 @@ type config struct {
 
 var knownSinks = []string{"jsonl", "parquet", "postgres"}
 
+// Bounds of the tuning flags: below or above them the bridge would spin,
+// or allocate batches no sink could take.
+const (
+	maxBatchSize        = 1_000_000
+	minFlushInterval    = time.Millisecond
+	minDiscoverInterval = 100 * time.Millisecond
+	maxCatchUp          = 1000
+)
+
 // parseConfig reads flags, each of which may also come from an environment
-// variable JETSESSION_<FLAG> (upper case, '-' as '_'); NATS_URL and
-// DATABASE_URL are honoured too. Flags win over the environment.
+// variable JETSESSION_<FLAG> (upper case, '-' as '_'); the nats CLI's
+// variables (NATS_URL, NATS_CREDS, NATS_USER, ...) and DATABASE_URL are
+// honoured too. Flags win over the environment.
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
 	var c config
 	var sinks string
@@ -62,9 +74,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 			"Every flag can also be set as JETSESSION_<FLAG> in the environment.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
-	fs.StringVar(&c.NATSURL, "nats", "", "NATS server URL(s), comma separated (env NATS_URL too); empty runs an embedded server")
-	fs.StringVar(&c.NATSCreds, "creds", "", "NATS credentials file (as for the nats CLI)")
-	fs.StringVar(&c.InboxPrefix, "inbox-prefix", "", "reply subject prefix for accounts that allow only their own inbox (e.g. _INBOX_BRIDGE)")
+	c.NATS.AddFlags(fs, "NATS server `URL`(s), comma separated (env NATS_URL too); empty runs an embedded server")
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:4222", "client address of the embedded NATS server")
 	fs.StringVar(&c.DataDir, "data-dir", "jetsession-data", "folder for the embedded server's JetStream data and the bridge's file sinks")
 	fs.StringVar(&sinks, "sink", "jsonl", "sinks, comma separated: "+strings.Join(knownSinks, ", "))
@@ -78,10 +88,10 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.BoolVar(&c.Demo, "demo", false, "also run a small synthetic agent fleet appending events")
 	fs.StringVar(&c.SubjectPrefix, "subject-prefix", subjects.DefaultSubjectPrefix, "subject prefix of thread subjects")
 	fs.StringVar(&c.StreamPrefix, "stream-prefix", subjects.DefaultStreamPrefix, "name prefix of tenant streams")
-	fs.IntVar(&c.BatchSize, "batch-size", 5000, "most events handed to the sinks at once")
-	fs.DurationVar(&c.FlushInterval, "flush-interval", 200*time.Millisecond, "longest wait for a batch to fill")
-	fs.DurationVar(&c.DiscoverInterval, "discover-interval", 2*time.Second, "how often tenant streams are listed")
-	fs.IntVar(&c.CatchUp, "catch-up", 4, "tenants catching up on a backlog at once (bounds memory)")
+	fs.IntVar(&c.BatchSize, "batch-size", 5000, "most events handed to the sinks at once, 1 to 1000000")
+	fs.DurationVar(&c.FlushInterval, "flush-interval", 200*time.Millisecond, "longest wait for a batch to fill, at least 1ms")
+	fs.DurationVar(&c.DiscoverInterval, "discover-interval", 2*time.Second, "how often tenant streams are listed, at least 100ms")
+	fs.IntVar(&c.CatchUp, "catch-up", 4, "tenants catching up on a backlog at once, 1 to 1000 (bounds memory)")
 	fs.IntVar(&c.MemoryLimitMiB, "memory-limit", 160, "soft memory limit in MiB for the Go runtime (GOMEMLIMIT wins when set; 0 leaves it off)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
@@ -91,10 +101,12 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		name := "JETSESSION_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
 		v := getenv(name)
 		switch {
-		case v == "" && f.Name == "nats":
-			v = getenv("NATS_URL")
+		case v == "" && natsconn.EnvVars[f.Name] != "":
+			name = natsconn.EnvVars[f.Name]
+			v = getenv(name)
 		case v == "" && f.Name == "postgres-url":
-			v = getenv("DATABASE_URL")
+			name = "DATABASE_URL"
+			v = getenv(name)
 		}
 		if v != "" {
 			if err := f.Value.Set(v); err != nil {
@@ -103,13 +115,13 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		}
 	})
 	if err := errors.Join(envErrs...); err != nil {
-		return c, err
+		return c, &configError{err}
 	}
 	if err := fs.Parse(args); err != nil {
-		return c, err
+		return c, &configError{err}
 	}
 	if fs.NArg() > 0 {
-		return c, fmt.Errorf("unexpected arguments: %q", fs.Args())
+		return c, &configError{fmt.Errorf("unexpected arguments: %q", fs.Args())}
 	}
 	for _, s := range strings.Split(sinks, ",") {
 		if s = strings.TrimSpace(s); s != "" {
@@ -139,13 +151,22 @@ func (c config) validate() error {
 	if slices.Contains(c.Sinks, "postgres") && c.PostgresURL == "" {
 		errs = append(errs, errors.New("--postgres-url (or DATABASE_URL) is required by the postgres sink"))
 	}
-	if c.NATSURL == "" {
-		if _, _, err := net.SplitHostPort(c.Listen); err != nil {
-			errs = append(errs, fmt.Errorf("--listen %q: %v", c.Listen, err))
+	if c.NATS.URL == "" {
+		if _, err := listenAddr(c.Listen); err != nil {
+			errs = append(errs, err)
 		}
-		if c.DataDir == "" {
-			errs = append(errs, errors.New("--data-dir is required to run the embedded server"))
+		// The embedded server needs no credentials, but files named
+		// must still be right: check everything but the URL.
+		embedded := c.NATS
+		embedded.URL = "nats://127.0.0.1"
+		if err := embedded.Validate(); err != nil {
+			errs = append(errs, err)
 		}
+	} else if err := c.NATS.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("--data-dir is required: the bridge keeps its positions and quarantine there"))
 	}
 	if c.HTTPAddr != "" {
 		if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
@@ -158,17 +179,17 @@ func (c config) validate() error {
 	if c.ParquetAge <= 0 {
 		errs = append(errs, fmt.Errorf("--parquet-max-age must be positive, got %v", c.ParquetAge))
 	}
-	if c.BatchSize <= 0 {
-		errs = append(errs, fmt.Errorf("--batch-size must be positive, got %d", c.BatchSize))
+	if c.BatchSize <= 0 || c.BatchSize > maxBatchSize {
+		errs = append(errs, fmt.Errorf("--batch-size must be 1 to %d, got %d", maxBatchSize, c.BatchSize))
 	}
-	if c.FlushInterval <= 0 {
-		errs = append(errs, fmt.Errorf("--flush-interval must be positive, got %v", c.FlushInterval))
+	if c.FlushInterval < minFlushInterval {
+		errs = append(errs, fmt.Errorf("--flush-interval must be at least %v, got %v", minFlushInterval, c.FlushInterval))
 	}
-	if c.DiscoverInterval <= 0 {
-		errs = append(errs, fmt.Errorf("--discover-interval must be positive, got %v", c.DiscoverInterval))
+	if c.DiscoverInterval < minDiscoverInterval {
+		errs = append(errs, fmt.Errorf("--discover-interval must be at least %v, got %v", minDiscoverInterval, c.DiscoverInterval))
 	}
-	if c.CatchUp <= 0 {
-		errs = append(errs, fmt.Errorf("--catch-up must be positive, got %d", c.CatchUp))
+	if c.CatchUp <= 0 || c.CatchUp > maxCatchUp {
+		errs = append(errs, fmt.Errorf("--catch-up must be 1 to %d, got %d", maxCatchUp, c.CatchUp))
 	}
 	if c.MemoryLimitMiB < 0 {
 		errs = append(errs, fmt.Errorf("--memory-limit must not be negative, got %d", c.MemoryLimitMiB))
@@ -180,7 +201,27 @@ func (c config) validate() error {
 		errs = append(errs, fmt.Errorf("--log-format %q: use text or json", c.LogFormat))
 	}
 	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("invalid configuration:\n%w", err)
+		return &configError{err}
 	}
 	return nil
+}
+
+// configError is a configuration refused before anything started.
+type configError struct{ err error }
+
+func (e *configError) Error() string { return "invalid configuration:\n" + e.err.Error() }
+func (e *configError) Unwrap() error { return e.err }
+
+// listenAddr checks the embedded server's --listen address and returns its
+// port (0: any free one).
+func listenAddr(listen string) (int, error) {
+	_, portText, err := net.SplitHostPort(listen)
+	if err != nil {
+		return 0, fmt.Errorf("--listen %q: %v (use HOST:PORT, for example 127.0.0.1:4222)", listen, err)
+	}
+	port, err := strconv.Atoi(portText)
+	if err != nil || port < 0 || port > 65535 {
+		return 0, fmt.Errorf("--listen %q: the port must be a number from 0 to 65535", listen)
+	}
+	return port, nil
 }

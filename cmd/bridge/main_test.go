@@ -10,11 +10,11 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/jetsession/jetsession/bridge/parquet"
+	"github.com/jetsession/jetsession/internal/syncbuf"
 	"github.com/jetsession/jetsession/internal/testserver"
 	"github.com/jetsession/jetsession/jetstream"
 	"github.com/jetsession/jetsession/sessionlog"
@@ -24,39 +24,31 @@ import (
 
 func noEnv(string) string { return "" }
 
-// syncBuffer is a bytes.Buffer safe for a writer and a poller.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // startRun runs the command in-process until the returned stop is called.
 func startRun(t *testing.T, args []string, stdout io.Writer) (started, func() error) {
+	st, stop, _ := startRunLogged(t, args, stdout, nil)
+	return st, stop
+}
+
+// startRunLogged is startRun with the daemon's log, and hooks.
+func startRunLogged(t *testing.T, args []string, stdout io.Writer, h *hooks) (started, func() error, *syncbuf.Buffer) {
 	ctx, cancel := context.WithCancel(context.Background())
-	stderr := &syncBuffer{}
+	stderr := &syncbuf.Buffer{}
 	startedCh := make(chan started, 1)
 	done := make(chan error, 1)
+	if h == nil {
+		h = &hooks{}
+	}
+	h.onStart = func(s started) { startedCh <- s }
 	go func() {
-		done <- run(ctx, args, noEnv, stdout, stderr, func(s started) { startedCh <- s })
+		done <- run(ctx, args, noEnv, stdout, stderr, h)
 	}()
 	select {
 	case st := <-startedCh:
 		return st, func() error {
 			cancel()
 			return <-done
-		}
+		}, stderr
 	case err := <-done:
 		cancel()
 		t.Fatalf("bridge ended before starting: %v\n%s", err, stderr)
@@ -64,12 +56,12 @@ func startRun(t *testing.T, args []string, stdout io.Writer) (started, func() er
 		cancel()
 		t.Fatalf("bridge did not start within 30s\n%s", stderr)
 	}
-	return started{}, nil
+	return started{}, nil, nil
 }
 
 func TestMainJobRunsOnAnEmbeddedServerWithTheDemoFleet(t *testing.T) {
 	dir := t.TempDir()
-	stdout := &syncBuffer{}
+	stdout := &syncbuf.Buffer{}
 	st, stop := startRun(t, []string{"--demo", "--listen", "127.0.0.1:0", "--data-dir", dir, "--http", "127.0.0.1:0", "--flush-interval", "20ms"}, stdout)
 	testserver.Eventually(t, time.Minute, func() error {
 		if n := strings.Count(stdout.String(), "\n"); n < 20 {
@@ -110,7 +102,16 @@ func TestBadConfigurationIsRefusedBeforeAnythingStarts(t *testing.T) {
 	}{
 		"unknown sink":          {args: []string{"--sink", "kafka"}, want: `unknown sink "kafka"`},
 		"postgres without url":  {args: []string{"--sink", "postgres"}, want: "--postgres-url (or DATABASE_URL) is required"},
-		"zero batch":            {args: []string{"--batch-size", "0"}, want: "--batch-size must be positive"},
+		"zero batch":            {args: []string{"--batch-size", "0"}, want: "--batch-size must be 1 to 1000000"},
+		"absurd batch":          {args: []string{"--batch-size", "2000000000"}, want: "--batch-size must be 1 to 1000000, got 2000000000"},
+		"spinning flush":        {args: []string{"--flush-interval", "1ns"}, want: "--flush-interval must be at least 1ms"},
+		"spinning discovery":    {args: []string{"--discover-interval", "1ns"}, want: "--discover-interval must be at least 100ms"},
+		"garbage NATS URL":      {args: []string{"--nats", "nats://no such host"}, want: "--nats: "},
+		"NATS URL scheme":       {args: []string{"--nats", "http://localhost:4222"}, want: `unknown scheme "http"`},
+		"missing creds file":    {args: []string{"--nats", "nats://localhost", "--creds", "/no/such.creds"}, want: "--creds: "},
+		"invalid inbox prefix":  {args: []string{"--inbox-prefix", "_INBOX.>"}, want: "--inbox-prefix: "},
+		"certificate, no key":   {args: []string{"--nats", "tls://localhost", "--tls-cert", "/no/cert.pem"}, want: "--tls-key: "},
+		"bad listen port":       {args: []string{"--listen", "127.0.0.1:99999"}, want: "--listen"},
 		"bad listen address":    {args: []string{"--listen", "nowhere"}, want: "--listen"},
 		"bad http address":      {args: []string{"--http", "localhost"}, want: "--http"},
 		"bad subject prefix":    {args: []string{"--subject-prefix", "a.*"}, want: "subject prefix"},
@@ -123,10 +124,11 @@ func TestBadConfigurationIsRefusedBeforeAnythingStarts(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "data")
 			stderr := &bytes.Buffer{}
 			getenv := func(k string) string { return tc.env[k] }
-			err := run(context.Background(), append(tc.args, "--data-dir", dir), getenv, io.Discard, stderr, func(started) {
+			err := run(context.Background(), append(tc.args, "--data-dir", dir), getenv, io.Discard, stderr, &hooks{onStart: func(started) {
 				t.Fatal("the bridge started despite a bad configuration")
-			})
-			require.Error(t, err)
+			}})
+			var ce *configError
+			require.ErrorAs(t, err, &ce, "a configuration error (exit code 2)")
 			require.Contains(t, err.Error()+stderr.String(), tc.want)
 			require.NoDirExists(t, dir, "nothing is created for a bad configuration")
 		})
@@ -134,11 +136,15 @@ func TestBadConfigurationIsRefusedBeforeAnythingStarts(t *testing.T) {
 }
 
 func TestEnvironmentConfiguresTheBridge(t *testing.T) {
-	env := map[string]string{"JETSESSION_SINK": "jsonl,parquet", "NATS_URL": "nats://x:1", "JETSESSION_BATCH_SIZE": "7"}
+	env := map[string]string{"JETSESSION_SINK": "jsonl,parquet", "NATS_URL": "nats://x:1", "JETSESSION_BATCH_SIZE": "7",
+		"NATS_USER": "ops", "NATS_PASSWORD": "nats-cli", "JETSESSION_PASSWORD": "pw", "NATS_INBOX_PREFIX": "_INBOX_ops"}
 	cfg, err := parseConfig([]string{"--batch-size", "9"}, func(k string) string { return env[k] }, io.Discard)
 	require.NoError(t, err)
+	require.Equal(t, "ops", cfg.NATS.User, "the nats CLI's variables are honoured")
+	require.Equal(t, "pw", cfg.NATS.Password, "JETSESSION_<FLAG> wins over the nats CLI's variable")
+	require.Equal(t, "_INBOX_ops", cfg.NATS.InboxPrefix)
 	require.Equal(t, []string{"jsonl", "parquet"}, cfg.Sinks)
-	require.Equal(t, "nats://x:1", cfg.NATSURL)
+	require.Equal(t, "nats://x:1", cfg.NATS.URL)
 	require.Equal(t, 9, cfg.BatchSize, "flags win over the environment")
 }
 

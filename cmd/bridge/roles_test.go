@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jetsession/jetsession/internal/syncbuf"
 	"github.com/jetsession/jetsession/internal/testserver"
 	"github.com/jetsession/jetsession/jetstream"
 	"github.com/jetsession/jetsession/sessionlog"
@@ -42,7 +43,7 @@ func TestRunsAsTheLeastPrivilegeBridgeUser(t *testing.T) {
 		require.NoError(t, err)
 	}
 	url := strings.Replace(srv.ClientURL(), "nats://", "nats://bridge:change-me-bridge@", 1)
-	stdout := &syncBuffer{}
+	stdout := &syncbuf.Buffer{}
 	_, stop := startRun(t, []string{"--nats", url, "--inbox-prefix", "_INBOX_BRIDGE", "--http", "", "--data-dir", t.TempDir(), "--flush-interval", "20ms"}, stdout)
 	testserver.Eventually(t, 30*time.Second, func() error {
 		out := stdout.String()

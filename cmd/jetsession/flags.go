@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jetsession/jetsession/internal/natsconn"
+	"github.com/jetsession/jetsession/sessionlog"
 	"github.com/jetsession/jetsession/subjects"
 )
 
@@ -75,14 +77,52 @@ func (f *flagSet) isSet(name string) bool {
 	return set
 }
 
+// durationValue is a flag holding a duration, whose mistakes say how to
+// write one.
+type durationValue struct {
+	f    *flagSet
+	name string
+	p    *time.Duration
+}
+
+func (v *durationValue) String() string {
+	if v == nil || v.p == nil {
+		return "0s"
+	}
+	return v.p.String()
+}
+
+func (v *durationValue) Set(s string) error {
+	d, err := time.ParseDuration(strings.TrimSpace(s))
+	if err != nil {
+		if v.f.bad == nil {
+			hint := "for example --" + v.name + " 10s or 1m30s"
+			if _, nerr := strconv.ParseFloat(strings.TrimSpace(s), 64); nerr == nil {
+				hint = "add a unit, for example --" + v.name + " " + strings.TrimSpace(s) + "s"
+			}
+			v.f.bad = usagef("--%s %q is not a duration (%s)", v.name, s, hint)
+		}
+		return err
+	}
+	*v.p = d
+	return nil
+}
+
+// duration registers a flag taking a duration with a unit.
+func (f *flagSet) duration(p *time.Duration, name string, def time.Duration, usage string) {
+	*p = def
+	f.fs.Var(&durationValue{f: f, name: name, p: p}, name, usage)
+}
+
 // connFlags are the connection flags every client command shares. They
-// follow the nats CLI's names and environment variables.
+// follow the nats CLI's names and environment variables, and are the
+// bridge's too (package natsconn).
 type connFlags struct {
-	url, creds, user, password, nkey string
-	inboxPrefix, apiPrefix           string
-	scheme                           subjects.Scheme
-	timeout                          time.Duration
-	json                             bool
+	nats      natsconn.Config
+	apiPrefix string
+	scheme    subjects.Scheme
+	timeout   time.Duration
+	json      bool
 }
 
 func (f *flagSet) connFlags() *connFlags {
@@ -90,16 +130,11 @@ func (f *flagSet) connFlags() *connFlags {
 	before := map[string]bool{}
 	f.fs.VisitAll(func(fl *flag.Flag) { before[fl.Name] = true })
 	fs := f.fs
-	fs.StringVar(&c.url, "nats", "", "NATS server `URL`(s), comma separated (env NATS_URL, else "+defaultURL+")")
-	fs.StringVar(&c.creds, "creds", "", "user credentials `FILE` (env NATS_CREDS)")
-	fs.StringVar(&c.user, "user", "", "user `NAME`, or a token without --password (env NATS_USER)")
-	fs.StringVar(&c.password, "password", "", "user `PASSWORD` (env NATS_PASSWORD)")
-	fs.StringVar(&c.nkey, "nkey", "", "user NKey seed `FILE` (env NATS_NKEY)")
-	fs.StringVar(&c.inboxPrefix, "inbox-prefix", "", "inbox `PREFIX` for accounts allowed only their own reply subjects (env NATS_INBOX_PREFIX)")
+	c.nats.AddFlags(fs, "NATS server `URL`(s), comma separated (env NATS_URL, else "+defaultURL+")")
 	fs.StringVar(&c.apiPrefix, "js-api-prefix", "$JS.API", "JetStream API `PREFIX`, for JetStream imported from another account or domain")
 	fs.StringVar(&c.scheme.SubjectPrefix, "subject-prefix", subjects.DefaultSubjectPrefix, "subject `PREFIX` of thread subjects")
 	fs.StringVar(&c.scheme.StreamPrefix, "stream-prefix", subjects.DefaultStreamPrefix, "name `PREFIX` of tenant streams")
-	fs.DurationVar(&c.timeout, "timeout", 10*time.Second, "how long to wait for the server")
+	f.duration(&c.timeout, "timeout", 10*time.Second, "`DURATION` to wait for the server, with a unit (10s, 1m)")
 	fs.BoolVar(&c.json, "json", false, "print JSON, one object per line")
 	fs.VisitAll(func(fl *flag.Flag) {
 		if !before[fl.Name] {
@@ -108,14 +143,13 @@ func (f *flagSet) connFlags() *connFlags {
 	})
 	f.after = append(f.after, func() error {
 		// The environment fills what the command line left out.
-		for name, env := range map[string]string{"nats": "NATS_URL", "creds": "NATS_CREDS", "user": "NATS_USER",
-			"password": "NATS_PASSWORD", "nkey": "NATS_NKEY", "inbox-prefix": "NATS_INBOX_PREFIX"} {
+		for name, env := range natsconn.EnvVars {
 			if v := f.sio.getenv(env); v != "" && !f.isSet(name) {
 				fs.Set(name, v)
 			}
 		}
-		if c.url == "" {
-			c.url = defaultURL
+		if c.nats.URL == "" {
+			c.nats.URL = defaultURL
 		}
 		if c.timeout <= 0 {
 			return usagef("--timeout must be positive, got %v", c.timeout)
@@ -125,6 +159,9 @@ func (f *flagSet) connFlags() *connFlags {
 		}
 		if err := c.scheme.Validate(); err != nil {
 			return usagef("--subject-prefix/--stream-prefix: %v", err)
+		}
+		if err := c.nats.Validate(); err != nil {
+			return &usageError{msg: err.Error()}
 		}
 		return nil
 	})
@@ -202,8 +239,6 @@ func (f *flagSet) usage(w io.Writer) {
 			switch name {
 			case "string", "value":
 				name = "VALUE"
-			case "duration":
-				name = "DURATION"
 			}
 			line := "  --" + fl.Name
 			if name != "" {
@@ -251,4 +286,42 @@ func (v *metaValue) Set(s string) error {
 // meta registers a repeatable key=value flag filling m.
 func (f *flagSet) meta(m map[string]string, name, usage string) {
 	f.fs.Var(&metaValue{f: f, m: m}, name, usage)
+}
+
+// parseThread parses the flags and the TENANT THREAD arguments, and
+// validates the key before anything connects.
+func (f *flagSet) parseThread(args []string) (sessionlog.ThreadKey, error) {
+	pos, err := f.parse(args, 2, 2)
+	if err != nil {
+		return sessionlog.ThreadKey{}, err
+	}
+	return threadKey(pos)
+}
+
+// threadKey validates the TENANT THREAD arguments before anything connects.
+func threadKey(pos []string) (sessionlog.ThreadKey, error) {
+	key := sessionlog.ThreadKey{Tenant: pos[0], Thread: pos[1]}
+	if err := sessionlog.ValidateKey(key); err != nil {
+		return key, &usageError{msg: invalidKey(err).Error()}
+	}
+	return key, nil
+}
+
+func tenantArg(tenant string) error {
+	if err := sessionlog.ValidateTenant(tenant); err != nil {
+		return &usageError{msg: invalidKey(err).Error()}
+	}
+	return nil
+}
+
+// where names a thread in messages the way the archive prompt does.
+func where(key sessionlog.ThreadKey) string {
+	return field(key.Tenant, maxTenantShown) + "/" + field(key.Thread, maxThreadShown)
+}
+
+func plural(n uint64, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

@@ -19,7 +19,8 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	err := run(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr)
+	sio := stdio{getenv: os.Getenv, stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, terminal: isTerminal(os.Stdin)}
+	err := run(ctx, os.Args[1:], sio)
 	os.Exit(report(os.Stderr, err))
 }
 
@@ -75,6 +76,9 @@ type stdio struct {
 	stdin  io.Reader
 	stdout io.Writer
 	stderr io.Writer
+	// terminal is true when stdin is a terminal: only then may a command
+	// ask a question and read the answer.
+	terminal bool
 }
 
 // command is one subcommand.
@@ -92,17 +96,16 @@ func commands() []command {
 		{"load", "TENANT THREAD", "print a thread's events after --since, at most --limit", runLoad},
 		{"head", "TENANT THREAD", "print a thread's first and last live ordinals and its event count", runHead},
 		{"tail", "TENANT [THREAD]", "follow a thread, or a whole tenant, live until Ctrl-C", runTail},
-		{"append", "TENANT THREAD", "append one event (--type, --data JSON) and print its ordinal", runAppend},
+		{"append", "TENANT THREAD", "append one event (--type, --data JSON or --binary) and print its ordinal", runAppend},
 		{"archive", "TENANT THREAD", "remove a thread's events up to --before from the hot log", runArchive},
 		{"serve", "", "run a development NATS server with JetStream until Ctrl-C", runServe},
 	}
 }
 
 // run is the whole command line: it dispatches to a subcommand.
-func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
-	sio := stdio{getenv: getenv, stdin: stdin, stdout: stdout, stderr: stderr}
+func run(ctx context.Context, args []string, sio stdio) error {
 	if len(args) == 0 {
-		printCommands(stderr)
+		printCommands(sio.stderr)
 		return errShown
 	}
 	name, rest := args[0], args[1:]
@@ -115,7 +118,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 			}
 			return usagef("unknown command %q (see 'jetsession help')", rest[0])
 		}
-		printCommands(stdout)
+		printCommands(sio.stdout)
 		return nil
 	}
 	c, ok := lookup(name)
@@ -141,7 +144,9 @@ func printCommands(w io.Writer) {
 		fmt.Fprintf(w, "  %-8s %-16s %s\n", c.name, c.args, c.summary)
 	}
 	fmt.Fprint(w, "\nConnection flags (every command but serve): --nats URL, --creds FILE, --user, --password,\n"+
-		"--nkey FILE, --inbox-prefix, --js-api-prefix, --subject-prefix, --stream-prefix, --timeout, --json.\n"+
-		"Environment: NATS_URL, NATS_CREDS, NATS_USER, NATS_PASSWORD, NATS_NKEY, NATS_INBOX_PREFIX.\n\n"+
+		"--nkey FILE, --inbox-prefix, --tls-ca FILE, --tls-cert FILE, --tls-key FILE, --js-api-prefix,\n"+
+		"--subject-prefix, --stream-prefix, --timeout, --json.\n"+
+		"Environment: NATS_URL, NATS_CREDS, NATS_USER, NATS_PASSWORD, NATS_NKEY, NATS_INBOX_PREFIX,\n"+
+		"NATS_CA, NATS_CERT, NATS_KEY.\n\n"+
 		"Run 'jetsession <command> --help' for a command's flags.\n")
 }

@@ -1,19 +1,19 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/jetsession/jetsession/bridge"
+	"github.com/jetsession/jetsession/internal/syncbuf"
 	"github.com/jetsession/jetsession/internal/testserver"
 	"github.com/jetsession/jetsession/jetstream"
 	"github.com/jetsession/jetsession/sessionlog"
@@ -22,24 +22,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
-
-// syncBuffer is written by a running command while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // result is what a user sees of one invocation.
 type result struct {
@@ -52,14 +34,25 @@ type env map[string]string
 
 func (e env) get(k string) string { return e[k] }
 
-// cli runs one command line the way main does and returns its exit code
-// and output.
+// cli runs one command line the way main does, with stdin not a terminal
+// (as in a script), and returns its exit code and output.
 func cli(t *testing.T, e env, stdin string, args ...string) result {
+	t.Helper()
+	return cliFrom(t, e, strings.NewReader(stdin), false, args...)
+}
+
+// cliTerminal is cli with stdin a terminal where a person types stdin.
+func cliTerminal(t *testing.T, e env, stdin string, args ...string) result {
+	t.Helper()
+	return cliFrom(t, e, strings.NewReader(stdin), true, args...)
+}
+
+func cliFrom(t *testing.T, e env, stdin io.Reader, terminal bool, args ...string) result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	var out, errOut syncBuffer
-	err := run(ctx, args, e.get, strings.NewReader(stdin), &out, &errOut)
+	var out, errOut syncbuf.Buffer
+	err := run(ctx, args, stdio{getenv: e.get, stdin: stdin, stdout: &out, stderr: &errOut, terminal: terminal})
 	code := report(&errOut, err)
 	return result{code: code, stdout: out.String(), stderr: errOut.String()}
 }
@@ -74,7 +67,7 @@ func ok(t *testing.T, e env, args ...string) string {
 
 // background runs a long-lived command (tail, serve) until stop is called.
 type background struct {
-	stdout, stderr syncBuffer
+	stdout, stderr syncbuf.Buffer
 	cancel         context.CancelFunc
 	done           chan error
 }
@@ -82,7 +75,9 @@ type background struct {
 func start(e env, args ...string) *background {
 	ctx, cancel := context.WithCancel(context.Background())
 	b := &background{cancel: cancel, done: make(chan error, 1)}
-	go func() { b.done <- run(ctx, args, e.get, strings.NewReader(""), &b.stdout, &b.stderr) }()
+	go func() {
+		b.done <- run(ctx, args, stdio{getenv: e.get, stdin: strings.NewReader(""), stdout: &b.stdout, stderr: &b.stderr})
+	}()
 	return b
 }
 
@@ -100,7 +95,7 @@ func (b *background) stop(t *testing.T) error {
 }
 
 // waitFor polls w until it holds every want.
-func waitFor(t *testing.T, w *syncBuffer, want ...string) {
+func waitFor(t *testing.T, w *syncbuf.Buffer, want ...string) {
 	t.Helper()
 	testserver.Eventually(t, 10*time.Second, func() error {
 		s := w.String()
@@ -332,8 +327,8 @@ func TestTailThread(t *testing.T) {
 
 func TestTailTenant(t *testing.T) {
 	e := newServer(t)
-	// The tenant does not exist yet: the tail waits for it.
-	tail := start(e, "tail", "acme")
+	// The tenant does not exist yet: with --wait the tail waits for it.
+	tail := start(e, "tail", "acme", "--wait")
 	waitFor(t, &tail.stderr, `tenant "acme" has no stream yet`)
 	ok(t, e, "append", "acme", "t1", "--type", "user_message", "--data", `{"n":1}`, "--create")
 	ok(t, e, "append", "acme", "t2", "--type", "tool_call", "--data", `{"n":2}`)
@@ -357,17 +352,27 @@ func TestArchive(t *testing.T) {
 	}
 
 	// "n" (or anything but y/yes, or nothing) archives nothing.
-	r := cli(t, e, "n\n", "archive", "acme", "t1", "--before", "2")
+	r := cliTerminal(t, e, "n\n", "archive", "acme", "t1", "--before", "2")
 	require.Equal(t, 0, r.code, r.stderr)
 	assert.Contains(t, r.stderr, "acme/t1 holds 4 live events, ordinals 1 to 4.")
 	assert.Contains(t, r.stderr, "Archive events of acme/t1 up to ordinal 2? [y/N] ")
 	assert.Equal(t, "nothing archived\n", r.stdout)
-	r = cli(t, e, "", "archive", "acme", "t1", "--before", "2", "--json")
+	r = cliTerminal(t, e, "", "archive", "acme", "t1", "--before", "2", "--json")
 	require.Equal(t, 0, r.code, r.stderr)
 	assert.Equal(t, 0.0, jsonLines(t, r.stdout)[0]["archived"])
 	assert.Contains(t, ok(t, e, "head", "acme", "t1"), "count   4")
 
-	r = cli(t, e, "y\n", "archive", "acme", "t1", "--before", "2")
+	// Without a terminal there is nobody to ask: --yes is required, and
+	// nothing is read or changed.
+	for _, stdin := range []string{"", "y\n"} {
+		r = cli(t, e, stdin, "archive", "acme", "t1", "--before", "2")
+		assert.Equal(t, exitUsage, r.code)
+		assert.Contains(t, r.stderr, "standard input is not a terminal (pass --yes to archive without asking)")
+		assert.Empty(t, r.stdout)
+	}
+	assert.Contains(t, ok(t, e, "head", "acme", "t1"), "count   4")
+
+	r = cliTerminal(t, e, "y\n", "archive", "acme", "t1", "--before", "2")
 	require.Equal(t, 0, r.code, r.stderr)
 	assert.Equal(t, "archived 2 events of acme/t1 up to ordinal 2\n", r.stdout)
 	assert.Contains(t, ok(t, e, "head", "acme", "t1"), "first   3\nlast    4\ncount   2")
@@ -379,7 +384,7 @@ func TestArchive(t *testing.T) {
 	assert.Equal(t, []map[string]any{{"tenant": "acme", "thread": "t1", "before": 100.0, "archived": 2.0}}, jsonLines(t, r.stdout))
 	assert.Empty(t, strings.TrimSpace(ok(t, e, "load", "acme", "t1")))
 
-	r = cli(t, e, "", "archive", "acme", "t1", "--before", "100")
+	r = cliTerminal(t, e, "", "archive", "acme", "t1", "--before", "100")
 	require.Equal(t, 0, r.code, r.stderr)
 	assert.Equal(t, "acme/t1 has no live events: nothing to archive\n", r.stdout)
 }
@@ -457,9 +462,24 @@ func TestConnectionErrors(t *testing.T) {
 	r = cli(t, env{"NATS_URL": "nats://" + ln.Addr().String()}, "", "tenants", "--timeout", "2s")
 	assert.Contains(t, r.stderr, "cannot connect to NATS at nats://"+ln.Addr().String())
 
-	r = cli(t, env{}, "", "tenants", "--creds", filepath.Join(t.TempDir(), "missing.creds"))
-	assert.Equal(t, exitRuntime, r.code)
-	assert.Contains(t, r.stderr, "cannot read the --creds file")
+	// Bad connection settings are command-line mistakes, found before
+	// connecting.
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--creds", filepath.Join(t.TempDir(), "missing.creds")}, "--creds: open "},
+		{[]string{"--nkey", filepath.Join(t.TempDir(), "missing.nk")}, "--nkey: open "},
+		{[]string{"--inbox-prefix", "_INBOX.*"}, `--inbox-prefix: "_INBOX.*" holds a wildcard`},
+		{[]string{"--nats", "nats://no such host"}, "--nats: "},
+		{[]string{"--tls-cert", "cert.pem"}, "--tls-key: --tls-cert needs its key (add --tls-key)"},
+		{[]string{"--password", "pw"}, "--password: a password needs a user (add --user)"},
+	} {
+		r = cli(t, env{}, "", append([]string{"tenants"}, tc.args...)...)
+		assert.Equal(t, exitUsage, r.code, "%v: %s", tc.args, r.stderr)
+		assert.Contains(t, r.stderr, tc.want)
+		assert.Equal(t, 1, strings.Count(r.stderr, "\n"), "one line: %q", r.stderr)
+	}
 
 	// A server with users: wrong or missing credentials, then right ones
 	// from flags and from the environment.
@@ -584,6 +604,4 @@ func TestFormatting(t *testing.T) {
 	assert.Equal(t, "512 B", humanBytes(512))
 	assert.Equal(t, "1.5 KiB", humanBytes(1536))
 	assert.Equal(t, "3.0 GiB", humanBytes(3<<30))
-	assert.Equal(t, "nats://u:xxxxx@h:4222,nats://xxxxx@h2", redact("nats://u:p@h:4222,nats://token@h2"))
-	assert.Equal(t, "nats://h:4222", redact("nats://h:4222"))
 }

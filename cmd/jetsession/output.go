@@ -21,6 +21,20 @@ const timeLayout = "2006-01-02T15:04:05.000Z07:00"
 // maxPayload is how much of an event's payload a human line shows.
 const maxPayload = 100
 
+// What human output shows at most of the names and types a foreign writer
+// may have stored beyond the protocol's limits, in characters after
+// escaping: the limits themselves (sessionlog.MaxTenantBytes, ...). Longer
+// ones are cut with a marker; --json prints them whole, escaped.
+const (
+	maxTenantShown = sessionlog.MaxTenantBytes
+	maxThreadShown = sessionlog.MaxThreadBytes
+	maxTypeShown   = sessionlog.MaxTypeBytes
+)
+
+// field renders a name, a type or an ID read from the server for a human:
+// escaped (clean), and cut with a marker at max characters.
+func field(s string, max int) string { return truncate(clean(s), max) }
+
 func formatTime(t time.Time) string {
 	if t.IsZero() {
 		return "-"
@@ -29,11 +43,54 @@ func formatTime(t time.Time) string {
 }
 
 // newEncoder writes one JSON object per line, leaving '<', '>' and '&' in
-// payloads readable.
+// payloads readable, and escaping what could rewrite a terminal.
 func newEncoder(w io.Writer) *json.Encoder {
-	enc := json.NewEncoder(w)
+	enc := json.NewEncoder(&terminalSafe{w: w})
 	enc.SetEscapeHTML(false)
 	return enc
+}
+
+// terminalSafe passes JSON through, writing every rune that unsafeRune
+// refuses and that JSON encoders leave as is (DEL, C1 controls,
+// bidirectional overrides, U+FFFD) as a \uXXXX escape. Such runes can only
+// stand inside JSON strings, where the escape means the same: the JSON is
+// unchanged for a parser, and harmless in a terminal. Encoders escape the
+// C0 controls themselves; the newline ending each line is kept.
+type terminalSafe struct {
+	w    io.Writer
+	part []byte // an incomplete rune held from the last write
+}
+
+func (t *terminalSafe) Write(p []byte) (int, error) {
+	b := append(t.part, p...)
+	t.part = nil
+	var out []byte
+	for i := 0; i < len(b); {
+		if b[i] < utf8.RuneSelf {
+			if b[i] == 0x7f {
+				out = append(out, `\u007f`...)
+			} else {
+				out = append(out, b[i])
+			}
+			i++
+			continue
+		}
+		if !utf8.FullRune(b[i:]) {
+			t.part = append([]byte(nil), b[i:]...)
+			break
+		}
+		r, size := utf8.DecodeRune(b[i:])
+		if unsafeRune(r) {
+			out = fmt.Appendf(out, `\u%04x`, r)
+		} else {
+			out = append(out, b[i:i+size]...)
+		}
+		i += size
+	}
+	if _, err := t.w.Write(out); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }
 
 // recordPrinter prints the records of a load or a tail, as a table or as
@@ -52,7 +109,7 @@ type recordPrinter struct {
 func newRecordPrinter(w io.Writer, asJSON bool, tenant string, withThread bool) *recordPrinter {
 	p := &recordPrinter{w: w, tenant: tenant, withThread: withThread}
 	if asJSON {
-		p.enc = bridge.NewJSONEncoder(w)
+		p.enc = bridge.NewJSONEncoder(&terminalSafe{w: w})
 	}
 	return p
 }
@@ -74,9 +131,9 @@ func (p *recordPrinter) print(thread string, rec sessionlog.Record) error {
 	}
 	var line string
 	if p.withThread {
-		line = fmt.Sprintf("%8d  %-24s  %-16s  %-16s  %s", rec.Ordinal, formatTime(rec.Time), clean(thread), clean(rec.Type), summarize(rec.Data, maxPayload))
+		line = fmt.Sprintf("%8d  %-24s  %-16s  %-16s  %s", rec.Ordinal, formatTime(rec.Time), field(thread, maxThreadShown), field(rec.Type, maxTypeShown), summarize(rec.Data, maxPayload))
 	} else {
-		line = fmt.Sprintf("%8d  %-24s  %-16s  %s", rec.Ordinal, formatTime(rec.Time), clean(rec.Type), summarize(rec.Data, maxPayload))
+		line = fmt.Sprintf("%8d  %-24s  %-16s  %s", rec.Ordinal, formatTime(rec.Time), field(rec.Type, maxTypeShown), summarize(rec.Data, maxPayload))
 	}
 	_, err := fmt.Fprintln(p.w, strings.TrimRight(line, " "))
 	return err

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -36,18 +37,12 @@ func runServe(ctx context.Context, sio stdio, args []string) error {
 	if host == "" {
 		host = "0.0.0.0" // ":4222" means every interface, as for net.Listen
 	}
-	if port != 0 {
-		// A taken port makes the server wait for its readiness timeout
-		// without saying why: find out first.
-		ln, err := net.Listen("tcp", net.JoinHostPort(host, portText))
-		if err != nil {
-			return fmt.Errorf("cannot listen on %s: %v (is a server already running there? connect to it with --nats, or pick another --listen address)", listen, err)
-		}
-		ln.Close()
-	}
 	srv, err := embedded.Start(embedded.Config{Host: host, Port: port, StoreDir: dataDir, Log: logs})
-	if err != nil {
-		return fmt.Errorf("starting the server: %v (check that --data-dir %s is writable)", err, dataDir)
+	switch {
+	case errors.Is(err, embedded.ErrAddressInUse):
+		return fmt.Errorf("cannot listen on %s: the address is already in use (is a server already running there? connect to it with --nats nats://%s, or pick another --listen address)", listen, listen)
+	case err != nil:
+		return fmt.Errorf("starting the server: %v (check --listen, and that --data-dir %s is writable)", err, dataDir)
 	}
 	defer func() {
 		srv.Shutdown()

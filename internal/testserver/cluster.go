@@ -2,13 +2,11 @@ package testserver
 
 import (
 	"errors"
-	"fmt"
-	"net"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/jetsession/jetsession/internal/embedded"
 	"github.com/nats-io/nats-server/v2/server"
 )
 
@@ -19,20 +17,18 @@ type Cluster struct {
 }
 
 // StartCluster runs an n-node JetStream cluster, waits for a meta leader,
-// and stops every node when the test ends.
+// and stops every node when the test ends. Its ports, routes and stores
+// come from embedded.PlanCluster, the plan the benchmark command uses too.
 func StartCluster(tb testing.TB, n int, opts ...Option) *Cluster {
 	tb.Helper()
-	ports := freePorts(tb, 2*n)
-	routes := make([]*url.URL, n)
-	for i := range n {
-		routes[i] = &url.URL{Scheme: "nats-route", Host: fmt.Sprintf("127.0.0.1:%d", ports[n+i])}
+	plan, err := embedded.PlanCluster("jetsession-test", tb.TempDir(), n)
+	if err != nil {
+		tb.Fatalf("testserver: %v", err)
 	}
 	c := &Cluster{tb: tb}
-	for i := range n {
-		o := baseOptions(tb, fmt.Sprintf("n%d", i+1))
-		o.Port = ports[i]
-		o.Cluster = server.ClusterOpts{Name: "jetsession-test", Host: "127.0.0.1", Port: ports[n+i]}
-		o.Routes = routes
+	for _, spec := range plan {
+		o := baseOptions(tb, spec.Name)
+		spec.Apply(&o)
 		for _, opt := range opts {
 			opt(&o)
 		}
@@ -59,24 +55,6 @@ func StartCluster(tb testing.TB, n int, opts ...Option) *Cluster {
 	return c
 }
 
-func freePorts(tb testing.TB, n int) []int {
-	tb.Helper()
-	ports := make([]int, 0, n)
-	var ls []net.Listener
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			tb.Fatalf("testserver: free port: %v", err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	for _, l := range ls {
-		l.Close()
-	}
-	return ports
-}
-
 // URLs returns every node's client URL, comma separated, for nats.Connect.
 func (c *Cluster) URLs() string {
 	urls := make([]string, len(c.Nodes))
@@ -91,26 +69,11 @@ func (c *Cluster) URLs() string {
 func (c *Cluster) WaitMetaLeader() {
 	c.tb.Helper()
 	Eventually(c.tb, 30*time.Second, func() error {
-		leaders := 0
+		servers := make([]*server.Server, 0, len(c.Nodes))
 		for _, n := range c.Nodes {
-			srv := n.Server()
-			if srv == nil {
-				continue
-			}
-			if !srv.JetStreamEnabled() {
-				return fmt.Errorf("%s: JetStream not enabled yet", n.Name())
-			}
-			if srv.JetStreamIsLeader() {
-				leaders++
-			}
-			if !srv.JetStreamIsCurrent() {
-				return fmt.Errorf("%s: not current with the meta leader", n.Name())
-			}
+			servers = append(servers, n.Server())
 		}
-		if leaders != 1 {
-			return fmt.Errorf("%d meta leaders", leaders)
-		}
-		return nil
+		return embedded.ClusterReady(servers)
 	})
 }
 
