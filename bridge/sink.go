@@ -39,6 +39,17 @@ type Row struct {
 // Positions maps a tenant to the last ordinal delivered for it.
 type Positions map[string]uint64
 
+// Deletion is the end of what a sink holds of one thread or, with Thread
+// empty, of a whole tenant: every row of it with an ordinal below Before
+// must go. The bridge hands a sink the deletions the log recorded (see
+// sessionlog.Deleter), in order with the rows.
+type Deletion struct {
+	Tenant string
+	Thread string // empty: the whole tenant, and its position
+	Before uint64
+	Time   time.Time // when the log deleted it
+}
+
 // Sink is an analytics destination. The bridge calls Write from one
 // goroutine at a time, with rows of each tenant in ordinal order.
 //
