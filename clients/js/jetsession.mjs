@@ -468,6 +468,7 @@ export class Client {
       consumer_limits: {},
       metadata: { "jetsession.tenant": tenant, "jetsession.protocol": "1" },
       allow_atomic: true,
+      allow_msg_ttl: true,
     };
   }
 
