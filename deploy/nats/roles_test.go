@@ -86,7 +86,7 @@ func TestRoles(t *testing.T) {
 		_, err = probe.log(t).Append(ctxFor(t, deniedWait), acmeKey, events("too early"))
 		require.ErrorIs(t, err, jetstream.ErrPermissionDenied)
 		t.Logf("append with stream creation on: %v", err)
-		probe.violation(t, "Publish", "$JS.API.STREAM.CREATE.jetsession-acme")
+		probe.violation(t, "Publish", "$JS.API.STREAM.") // the deleted-tenant lookup, or the creation
 		tenants, err := adminLog.Tenants(ctx)
 		require.NoError(t, err)
 		require.Empty(t, tenants)
@@ -110,9 +110,27 @@ func TestRoles(t *testing.T) {
 		prov.violation(t, "Publish", "jetsession.acme.")
 		_, err = provLog.LoadSince(ctxFor(t, deniedWait), acmeKey, 0)
 		require.Error(t, err)
-		prov.violation(t, "Publish", "$JS.API.STREAM.INFO.jetsession-acme")
-		require.NoError(t, prov.nc.Publish("$JS.API.STREAM.DELETE.jetsession-acme", nil))
-		prov.violation(t, "Publish", "$JS.API.STREAM.DELETE.jetsession-acme")
+		prov.violation(t, "Publish", "$JS.API.DIRECT.GET.jetsession-acme")
+	})
+
+	t.Run("provisioner deletes a tenant, which numbers on when created again", func(t *testing.T) {
+		prov := as("provisioner", provisionerInbox)
+		provLog := prov.log(t)
+		admin := adminLog
+		temp := sessionlog.ThreadKey{Tenant: "initech", Thread: "t"}
+		require.NoError(t, provLog.EnsureTenant(ctx, temp.Tenant))
+		last, err := admin.Append(ctx, temp, events("a", "b"))
+		require.NoError(t, err)
+		require.NoError(t, provLog.DeleteTenant(ctx, temp.Tenant))
+		recs, err := admin.LoadSince(ctx, temp, 0)
+		require.NoError(t, err)
+		require.Empty(t, recs)
+		require.NoError(t, provLog.EnsureTenant(ctx, temp.Tenant))
+		next, err := admin.Append(ctx, temp, events("c"))
+		require.NoError(t, err)
+		require.Greater(t, next, last)
+		prov.noViolations(t)
+		require.NoError(t, provLog.DeleteTenant(ctx, temp.Tenant))
 	})
 
 	var last uint64 // acmeKey's last ordinal
@@ -354,6 +372,21 @@ func TestRoles(t *testing.T) {
 			require.NoError(t, arch.nc.Publish(subject, nil))
 			arch.violation(t, "Publish", subject)
 		}
+	})
+
+	t.Run("archivers delete threads of their tenant; agents cannot", func(t *testing.T) {
+		doomed := sessionlog.ThreadKey{Tenant: "acme", Thread: "doomed"}
+		_, err := acmeLog.Append(ctx, doomed, events("x", "y"))
+		require.NoError(t, err)
+		agentProbe := as("agent-acme", tenantInbox("acme"))
+		_, err = agentProbe.log(t, jetstream.WithStreamCreation(false)).DeleteThread(ctxFor(t, deniedWait), doomed)
+		require.Error(t, err)
+		agentProbe.violation(t, "Publish", "jetsession.acme.$deleted")
+		arch := as("archiver-acme", tenantInbox("acme"))
+		n, err := arch.log(t, jetstream.WithStreamCreation(false)).DeleteThread(ctx, doomed)
+		require.NoError(t, err)
+		require.Equal(t, 2, n)
+		arch.noViolations(t)
 	})
 
 	t.Run("bridge follows every tenant and writes nothing", func(t *testing.T) {

@@ -80,6 +80,8 @@ type User struct {
 	Comment   string
 	Publish   []string
 	Subscribe []string
+	// DenyPublish carves subjects out of Publish.
+	DenyPublish []string
 }
 
 // Users returns every user of cfg, in a stable order.
@@ -111,13 +113,16 @@ func Users(cfg Config) []User {
 		users = append(users,
 			User{
 				Name:      "agent-" + tenant,
-				Comment:   fmt.Sprintf("tenant %q: append, load, tail; connect with nats.CustomInboxPrefix(%q)", tenant, TenantInbox(tenant)),
+				Comment:   fmt.Sprintf("tenant %q: append, load, list, tail; connect with nats.CustomInboxPrefix(%q)", tenant, TenantInbox(tenant)),
 				Publish:   agent,
 				Subscribe: inbox,
+				// Thread deletion records are the archiver's: an agent
+				// could otherwise make the bridge delete analytics rows.
+				DenyPublish: []string{sc.DeletionSubject(tenant)},
 			},
 			User{
 				Name:      "archiver-" + tenant,
-				Comment:   fmt.Sprintf("tenant %q: the agent's rights plus ArchiveBefore (purge)", tenant),
+				Comment:   fmt.Sprintf("tenant %q: the agent's rights plus ArchiveBefore (purge) and DeleteThread", tenant),
 				Publish:   append(append([]string(nil), agent...), api+".STREAM.PURGE."+stream),
 				Subscribe: inbox,
 			})
@@ -127,9 +132,19 @@ func Users(cfg Config) []User {
 	users = append(users,
 		User{
 			Name:    "provisioner",
-			Comment: fmt.Sprintf("creates tenant streams (EnsureTenant); no data access; inbox %q", ProvisionerInbox),
-			// No STREAM.INFO: with a subjects filter it lists thread names.
-			Publish:   []string{api + ".STREAM.CREATE.*"},
+			Comment: fmt.Sprintf("creates and deletes tenants (EnsureTenant, DeleteTenant); reads no events; inbox %q", ProvisionerInbox),
+			Publish: []string{
+				api + ".STREAM.CREATE.*",
+				api + ".STREAM.DELETE.*",
+				// A deleted tenant's last ordinal, before creating it
+				// again; the stream's state, before deleting it. STREAM.INFO
+				// with a subjects filter would list thread names, never
+				// events.
+				api + ".STREAM.INFO.*",
+				api + ".STREAM.MSG.GET." + sc.SystemStream(),
+				// The record of a tenant's deletion.
+				sc.SystemFilter(),
+			},
 			Subscribe: []string{ProvisionerInbox + ".>"},
 		},
 		User{
@@ -221,8 +236,8 @@ func Write(w io.Writer, cfg Config) error {
 		fmt.Fprintf(&b, "      {\n        user: %s\n        password: %s\n", quote(u.Name), quote(pass))
 		if u.Publish != nil || u.Subscribe != nil {
 			b.WriteString("        permissions: {\n")
-			writeList(&b, "publish", u.Publish)
-			writeList(&b, "subscribe", u.Subscribe)
+			writeList(&b, "publish", u.Publish, u.DenyPublish)
+			writeList(&b, "subscribe", u.Subscribe, nil)
 			b.WriteString("        }\n")
 		}
 		b.WriteString("      }\n")
@@ -232,9 +247,17 @@ func Write(w io.Writer, cfg Config) error {
 	return err
 }
 
-func writeList(b *strings.Builder, side string, allow []string) {
+func writeList(b *strings.Builder, side string, allow, deny []string) {
 	fmt.Fprintf(b, "          %s: { allow: [\n", side)
 	for _, s := range allow {
+		fmt.Fprintf(b, "            %s\n", quote(s))
+	}
+	if len(deny) == 0 {
+		b.WriteString("          ] }\n")
+		return
+	}
+	b.WriteString("          ], deny: [\n")
+	for _, s := range deny {
 		fmt.Fprintf(b, "            %s\n", quote(s))
 	}
 	b.WriteString("          ] }\n")
