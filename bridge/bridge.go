@@ -130,6 +130,13 @@ type Bridge struct {
 	committed Positions             // what the sink has stored, per tenant
 	heads     map[string]tenantHead // from the last discovery
 	stuck     map[string]*stuckTenant
+	// deleted holds, per tenant and per thread ("tenant\x00thread"), the
+	// Before of the deletions the sink carried out: rows below it that
+	// were still on their way are dropped.
+	deleted map[string]uint64
+	// deletedTenants are the tenant deletions handed to the sink in this
+	// run, so each is handed over once.
+	deletedTenants map[string]uint64
 
 	delivered  atomic.Uint64
 	sinkOK     atomic.Bool
@@ -137,12 +144,13 @@ type Bridge struct {
 	logLimit   logLimiter
 }
 
-// item is what a follower hands the batcher: a row, or (row nil) only a
-// position moving past a message that was quarantined.
+// item is what a follower hands the batcher: a row, a deletion, or (both
+// nil) only a position moving past a message that was quarantined.
 type item struct {
-	tenant  string
-	ordinal uint64
-	row     *Row
+	tenant   string
+	ordinal  uint64
+	row      *Row
+	deletion *Deletion
 }
 
 // New validates cfg and returns a Bridge ready to Run.
@@ -158,6 +166,9 @@ func New(cfg Config) (*Bridge, error) {
 		followed:   make(map[string]bool),
 		heads:      make(map[string]tenantHead),
 		stuck:      make(map[string]*stuckTenant),
+		deleted:    make(map[string]uint64),
+
+		deletedTenants: make(map[string]uint64),
 		rediscover: make(chan struct{}, 1),
 		logLimit:   logLimiter{last: make(map[string]time.Time)},
 	}
@@ -282,6 +293,7 @@ func (b *Bridge) discoverLoop(ctx context.Context, workers *sync.WaitGroup) {
 	ticker := time.NewTicker(b.cfg.DiscoverInterval)
 	defer ticker.Stop()
 	for {
+		b.tenantDeletions(ctx)
 		tenants, err := b.cfg.Source.Tenants(ctx)
 		if err != nil && ctx.Err() == nil {
 			b.cfg.Logger.Warn("listing tenants failed", "err", err)
@@ -325,10 +337,16 @@ func (b *Bridge) follow(ctx context.Context, tenant string, cursor uint64) {
 			continue // let another tenant take its turn first
 		}
 		if err == nil {
-			err = b.drain(ctx, tenant, &cursor, b.cfg.Source.TailTenant(ctx, tenant, cursor), 0)
+			err = b.drain(ctx, tenant, &cursor, b.cfg.Source.TailTenant(ctx, tenant, cursor, sessionlog.IncludeDeletions()), 0)
 		}
 		if ctx.Err() != nil {
 			return
+		}
+		if errors.Is(err, sessionlog.ErrTenantDeleted) {
+			// Its record reaches the sink through the tenant deletions;
+			// a tenant created again numbers on after cursor.
+			log.Info("the tenant was deleted; waiting for it to be created again", "after", cursor)
+			err = nil
 		}
 		if err != nil {
 			log.Warn("following tenant failed; retrying", "err", err, "after", cursor, "in", wait)
@@ -352,7 +370,7 @@ func (b *Bridge) catchUpChunk(ctx context.Context, tenant string, cursor *uint64
 		return false, ctx.Err()
 	}
 	defer func() { <-b.catchUp }()
-	err := b.drain(ctx, tenant, cursor, b.cfg.Source.ScanTenant(ctx, tenant, *cursor), b.cfg.CatchUpChunk)
+	err := b.drain(ctx, tenant, cursor, b.cfg.Source.ScanTenant(ctx, tenant, *cursor, sessionlog.IncludeDeletions()), b.cfg.CatchUpChunk)
 	if errors.Is(err, errChunkDone) {
 		return false, nil
 	}
@@ -384,6 +402,12 @@ func (b *Bridge) drain(ctx context.Context, tenant string, cursor *uint64, seq f
 			failed = err
 		case rec.Ordinal <= *cursor:
 			continue // never hand over an ordinal twice
+		case rec.Deletion != nil:
+			d := &Deletion{Tenant: tenant, Thread: rec.Deletion.Thread, Before: rec.Deletion.Before, Time: rec.Deletion.Time}
+			if !b.send(ctx, item{tenant: tenant, ordinal: rec.Ordinal, deletion: d}) {
+				return ctx.Err()
+			}
+			*cursor = rec.Ordinal
 		default:
 			row := &Row{Tenant: tenant, Thread: rec.Thread, Ordinal: rec.Ordinal, ID: rec.ID, Type: rec.Type,
 				Time: rec.Time, Data: rec.Data, Meta: rec.Meta}
@@ -408,6 +432,43 @@ func (b *Bridge) drain(ctx context.Context, tenant string, cursor *uint64, seq f
 		}
 	}
 	return ctx.Err()
+}
+
+// tenantDeletions hands the sink each tenant deletion of the source not
+// handed over yet in this run. Applying one again after a restart is
+// harmless: ordinals are never reused, so a deletion never reaches the
+// rows of the tenant's next life.
+func (b *Bridge) tenantDeletions(ctx context.Context) {
+	src, ok := b.cfg.Source.(TenantDeletionSource)
+	if !ok {
+		return
+	}
+	for d, err := range src.TenantDeletions(ctx) {
+		if err != nil {
+			if ctx.Err() == nil {
+				b.cfg.Logger.Warn("reading tenant deletions failed", "err", err)
+				b.cfg.Metrics.error("discover")
+			}
+			return
+		}
+		b.mu.Lock()
+		done := b.deletedTenants[d.Tenant] >= d.Before
+		if !done {
+			b.deletedTenants[d.Tenant] = d.Before
+		}
+		b.mu.Unlock()
+		if done {
+			continue
+		}
+		b.cfg.Logger.Info("deleting the copies of a deleted tenant", "tenant", d.Tenant, "before", d.Before)
+		// Not through send: a stuck tenant's gate must not hold discovery
+		// up; the writer keeps the deletion in the tenant's order.
+		select {
+		case b.items <- item{tenant: d.Tenant, deletion: &Deletion{Tenant: d.Tenant, Before: d.Before, Time: d.Time}}:
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 // quarantine keeps q, retrying until it is durable or ctx ends, and

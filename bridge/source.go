@@ -24,6 +24,14 @@ type TenantWatcher interface {
 	WatchTenants(ctx context.Context, changed func()) (stop func(), err error)
 }
 
+// TenantDeletionSource is implemented by sources that record tenant
+// deletions (the last of each tenant): the bridge deletes its copies of a
+// deleted tenant's rows. Thread deletions come in order with the rows
+// (sessionlog.IncludeDeletions).
+type TenantDeletionSource interface {
+	TenantDeletions(ctx context.Context) iter.Seq2[sessionlog.Deletion, error]
+}
+
 // ConnectionChecker is implemented by sources that depend on a connection;
 // the bridge reports itself unhealthy while it is down.
 type ConnectionChecker interface {

@@ -7,37 +7,72 @@ import (
 	"time"
 )
 
-// batch is rows and the positions they reach, per tenant.
+// batch is rows and the positions they reach, per tenant; or one or more
+// deletions and the positions they reach.
 type batch struct {
-	rows []Row
-	pos  Positions
+	rows      []Row
+	deletions []Deletion
+	pos       Positions
 }
 
 func (bt *batch) add(it item) {
 	if it.row != nil {
 		bt.rows = append(bt.rows, *it.row)
 	}
-	bt.pos[it.tenant] = max(bt.pos[it.tenant], it.ordinal)
+	if it.ordinal > 0 {
+		bt.pos[it.tenant] = max(bt.pos[it.tenant], it.ordinal)
+	}
 }
 
-// split returns the batch's rows and positions of each tenant, rows in
-// order.
-func (bt *batch) split() map[string]*batch {
-	out := make(map[string]*batch, len(bt.pos))
-	for t, p := range bt.pos {
-		out[t] = &batch{pos: Positions{t: p}}
+func (bt *batch) empty() bool { return len(bt.rows) == 0 && len(bt.deletions) == 0 && len(bt.pos) == 0 }
+
+// tenants returns every tenant the batch touches.
+func (bt *batch) tenants() map[string]bool {
+	out := make(map[string]bool, len(bt.pos))
+	for t := range bt.pos {
+		out[t] = true
 	}
 	for i := range bt.rows {
-		s := out[bt.rows[i].Tenant]
-		s.rows = append(s.rows, bt.rows[i])
+		out[bt.rows[i].Tenant] = true
+	}
+	for _, d := range bt.deletions {
+		out[d.Tenant] = true
 	}
 	return out
 }
 
-// stuckTenant holds the rows of a tenant the sink refused, to be retried,
-// while its follower waits on released.
+// take removes from bt, and returns, the part of one tenant.
+func (bt *batch) take(tenant string) batch {
+	part := batch{pos: Positions{}}
+	if p, ok := bt.pos[tenant]; ok {
+		part.pos[tenant] = p
+		delete(bt.pos, tenant)
+	}
+	kept := bt.rows[:0]
+	for _, r := range bt.rows {
+		if r.Tenant == tenant {
+			part.rows = append(part.rows, r)
+		} else {
+			kept = append(kept, r)
+		}
+	}
+	bt.rows = kept
+	keptD := bt.deletions[:0]
+	for _, d := range bt.deletions {
+		if d.Tenant == tenant {
+			part.deletions = append(part.deletions, d)
+		} else {
+			keptD = append(keptD, d)
+		}
+	}
+	bt.deletions = keptD
+	return part
+}
+
+// stuckTenant holds what of a tenant the sink refused, in order, to be
+// retried, while its follower waits on released.
 type stuckTenant struct {
-	pending  batch
+	pending  []batch
 	since    time.Time
 	err      error
 	wait     time.Duration
@@ -45,9 +80,15 @@ type stuckTenant struct {
 	released chan struct{}
 }
 
+// deleter is a sink that can carry out deletions.
+type deleter interface {
+	Delete(ctx context.Context, d []Deletion, pos Positions) error
+}
+
 // batchLoop collects items into batches until ctx ends, then hands over the
 // last partial batch. One writer goroutine hands batches to the sink in
-// order while the next batch fills, so reading and writing overlap.
+// order while the next batch fills, so reading and writing overlap. A
+// deletion is a batch of its own, after the rows before it.
 func (b *Bridge) batchLoop(ctx context.Context) error {
 	full := make(chan batch, 1)
 	writerDone := make(chan error, 1)
@@ -58,7 +99,7 @@ func (b *Bridge) batchLoop(ctx context.Context) error {
 	ticker := time.NewTicker(b.cfg.FlushInterval)
 	defer ticker.Stop()
 	hand := func() {
-		if len(cur.pos) == 0 {
+		if cur.empty() {
 			return
 		}
 		full <- cur
@@ -67,6 +108,15 @@ func (b *Bridge) batchLoop(ctx context.Context) error {
 	for {
 		select {
 		case it := <-b.items:
+			if it.deletion != nil {
+				hand()
+				d := batch{deletions: []Deletion{*it.deletion}, pos: Positions{}}
+				if it.ordinal > 0 {
+					d.pos[it.tenant] = it.ordinal
+				}
+				full <- d
+				continue
+			}
 			cur.add(it)
 			if len(cur.rows) >= b.cfg.BatchSize || len(cur.pos) >= b.cfg.BatchSize {
 				hand()
@@ -83,10 +133,9 @@ func (b *Bridge) batchLoop(ctx context.Context) error {
 	}
 }
 
-// writer hands batches to the sink, one write at a time, and retries the
-// rows of stuck tenants when they are due. After ctx ends it writes what
-// is left and makes one last attempt for stuck tenants, for up to 30
-// seconds.
+// writer hands batches to the sink, one write at a time, and retries what
+// stuck tenants hold when it is due. After ctx ends it writes what is left
+// and makes one last attempt for stuck tenants, for up to 30 seconds.
 func (b *Bridge) writer(ctx context.Context, full <-chan batch) error {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
@@ -145,54 +194,40 @@ func (b *Bridge) armRetry(timer *time.Timer) {
 	timer.Reset(max(time.Until(next), 0))
 }
 
-// write hands one batch to the sink. The rows of tenants that are stuck
-// join what they hold, to keep each tenant in order. When the sink refuses
-// the batch, each tenant's part is written alone: the parts it takes are
+// write hands one batch to the sink. What belongs to stuck tenants joins
+// what they hold, to keep each tenant in order. When the sink refuses the
+// batch, each tenant's part is written alone: the parts it takes are
 // delivered, the tenants whose parts it refuses become stuck.
 func (b *Bridge) write(ctx context.Context, bt batch) {
 	b.mu.Lock()
 	for t, s := range b.stuck {
-		if _, ok := bt.pos[t]; !ok {
-			continue
+		if part := bt.take(t); !part.empty() {
+			s.pending = append(s.pending, part)
 		}
-		for i := range bt.rows {
-			if bt.rows[i].Tenant == t {
-				s.pending.rows = append(s.pending.rows, bt.rows[i])
-			}
-		}
-		s.pending.pos[t] = max(s.pending.pos[t], bt.pos[t])
-		delete(bt.pos, t)
-	}
-	if len(b.stuck) > 0 {
-		kept := bt.rows[:0]
-		for _, r := range bt.rows {
-			if _, ok := bt.pos[r.Tenant]; ok {
-				kept = append(kept, r)
-			}
-		}
-		bt.rows = kept
 	}
 	b.mu.Unlock()
-	if len(bt.pos) == 0 {
+	b.dropDeleted(&bt)
+	if bt.empty() {
 		return
 	}
-	err := b.sinkWrite(ctx, bt)
+	err := b.apply(ctx, bt)
 	if err == nil {
 		b.sinkOK.Store(true)
 		return
 	}
-	parts := bt.split()
-	if len(parts) == 1 {
-		for t, p := range parts {
-			b.stick(t, p, err)
+	tenants := bt.tenants()
+	if len(tenants) == 1 {
+		for t := range tenants {
+			b.stick(t, bt, err)
 		}
 		b.sinkOK.Store(false)
 		return
 	}
 	anyOK := false
-	for t, p := range parts {
-		if perr := b.sinkWrite(ctx, *p); perr != nil {
-			b.stick(t, p, perr)
+	for t := range tenants {
+		part := bt.take(t)
+		if perr := b.apply(ctx, part); perr != nil {
+			b.stick(t, part, perr)
 			continue
 		}
 		anyOK = true
@@ -200,9 +235,27 @@ func (b *Bridge) write(ctx context.Context, bt batch) {
 	b.sinkOK.Store(anyOK)
 }
 
-// sinkWrite writes bt and, when the sink took it, records what is
-// delivered and committed.
-func (b *Bridge) sinkWrite(ctx context.Context, bt batch) error {
+// dropDeleted removes rows the sink already deleted (they were on their
+// way when the deletion was carried out).
+func (b *Bridge) dropDeleted(bt *batch) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.deleted) == 0 {
+		return
+	}
+	kept := bt.rows[:0]
+	for _, r := range bt.rows {
+		if r.Ordinal < b.deleted[r.Tenant] || r.Ordinal < b.deleted[r.Tenant+"\x00"+r.Thread] {
+			continue
+		}
+		kept = append(kept, r)
+	}
+	bt.rows = kept
+}
+
+// apply writes a batch's rows, or carries out its deletions, and records
+// what is delivered and committed.
+func (b *Bridge) apply(ctx context.Context, bt batch) error {
 	wctx := ctx
 	if ctx.Err() != nil {
 		var cancel context.CancelFunc
@@ -210,7 +263,17 @@ func (b *Bridge) sinkWrite(ctx context.Context, bt batch) error {
 		defer cancel()
 	}
 	start := time.Now()
-	err := b.cfg.Sink.Write(wctx, bt.rows, bt.pos)
+	var err error
+	if len(bt.deletions) > 0 {
+		d, ok := b.cfg.Sink.(deleter)
+		if !ok {
+			err = fmt.Errorf("bridge: the %s sink cannot carry out deletions", b.cfg.Sink.Name())
+		} else {
+			err = d.Delete(wctx, bt.deletions, bt.pos)
+		}
+	} else {
+		err = b.cfg.Sink.Write(wctx, bt.rows, bt.pos)
+	}
 	b.cfg.Metrics.observeWrite(b.cfg.Sink.Name(), time.Since(start), err)
 	if err != nil {
 		return err
@@ -219,20 +282,31 @@ func (b *Bridge) sinkWrite(ctx context.Context, bt batch) error {
 	b.cfg.Metrics.delivered(len(bt.rows))
 	b.mu.Lock()
 	b.committed = b.committed.Merge(bt.pos)
+	for _, d := range bt.deletions {
+		k := d.Tenant
+		if d.Thread != "" {
+			k += "\x00" + d.Thread
+		} else {
+			delete(b.committed, d.Tenant)
+		}
+		b.deleted[k] = max(b.deleted[k], d.Before)
+	}
 	b.mu.Unlock()
+	for _, d := range bt.deletions {
+		b.cfg.Logger.Info("the sink deleted its copies", "tenant", d.Tenant, "thread", d.Thread, "before", d.Before)
+	}
 	return nil
 }
 
 // stick makes a tenant stuck with the part of a batch the sink refused.
-func (b *Bridge) stick(tenant string, part *batch, err error) {
+func (b *Bridge) stick(tenant string, part batch, err error) {
 	b.mu.Lock()
 	s := b.stuck[tenant]
 	if s == nil {
-		s = &stuckTenant{pending: batch{pos: Positions{}}, since: time.Now(), wait: b.cfg.RetryInterval, released: make(chan struct{})}
+		s = &stuckTenant{since: time.Now(), wait: b.cfg.RetryInterval, released: make(chan struct{})}
 		b.stuck[tenant] = s
 	}
-	s.pending.rows = append(s.pending.rows, part.rows...)
-	s.pending.pos[tenant] = max(s.pending.pos[tenant], part.pos[tenant])
+	s.pending = append(s.pending, part)
 	s.err = err
 	s.next = time.Now().Add(s.wait)
 	b.mu.Unlock()
@@ -242,8 +316,8 @@ func (b *Bridge) stick(tenant string, part *batch, err error) {
 }
 
 // retryStuck writes what due stuck tenants hold (all of them when all is
-// set): first together, for the common case of a sink that was down for
-// everyone, then each alone.
+// set): when they hold only rows, first together, for the common case of a
+// sink that was down for everyone, then each tenant alone, in order.
 func (b *Bridge) retryStuck(ctx context.Context, all bool) {
 	now := time.Now()
 	b.mu.Lock()
@@ -257,22 +331,31 @@ func (b *Bridge) retryStuck(ctx context.Context, all bool) {
 	if len(due) == 0 {
 		return
 	}
-	together := batch{pos: Positions{}}
-	for t, s := range due {
-		together.rows = append(together.rows, s.pending.rows...)
-		together.pos[t] = s.pending.pos[t]
-	}
 	if len(due) > 1 {
-		if err := b.sinkWrite(ctx, together); err == nil {
-			for t := range due {
-				b.release(t)
+		together := batch{pos: Positions{}}
+		rowsOnly := true
+		for _, s := range due {
+			for _, p := range s.pending {
+				rowsOnly = rowsOnly && len(p.deletions) == 0
+				together.rows = append(together.rows, p.rows...)
+				for t, o := range p.pos {
+					together.pos[t] = max(together.pos[t], o)
+				}
 			}
-			b.sinkOK.Store(true)
-			return
+		}
+		if rowsOnly {
+			b.dropDeleted(&together)
+			if err := b.apply(ctx, together); err == nil {
+				for t := range due {
+					b.release(t)
+				}
+				b.sinkOK.Store(true)
+				return
+			}
 		}
 	}
 	for t, s := range due {
-		err := b.sinkWrite(ctx, s.pending)
+		err := b.drainPending(ctx, s)
 		if err == nil {
 			b.release(t)
 			b.sinkOK.Store(true)
@@ -283,8 +366,31 @@ func (b *Bridge) retryStuck(ctx context.Context, all bool) {
 		s.wait = min(2*s.wait, b.cfg.MaxRetryInterval)
 		s.next = time.Now().Add(s.wait)
 		b.mu.Unlock()
-		b.cfg.Logger.Warn("the sink still refuses a tenant's rows", "tenant", t, "rows", len(s.pending.rows),
+		b.cfg.Logger.Warn("the sink still refuses a tenant's rows", "tenant", t, "parts", len(s.pending),
 			"stuck_since", s.since, "retry_in", s.wait, "err", err)
+	}
+}
+
+// drainPending applies what a stuck tenant holds, in order, until the sink
+// refuses a part.
+func (b *Bridge) drainPending(ctx context.Context, s *stuckTenant) error {
+	for {
+		b.mu.Lock()
+		if len(s.pending) == 0 {
+			b.mu.Unlock()
+			return nil
+		}
+		part := s.pending[0]
+		b.mu.Unlock()
+		b.dropDeleted(&part)
+		if !part.empty() {
+			if err := b.apply(ctx, part); err != nil {
+				return err
+			}
+		}
+		b.mu.Lock()
+		s.pending = s.pending[1:]
+		b.mu.Unlock()
 	}
 }
 

@@ -26,9 +26,9 @@ type Memory struct {
 
 	mu      sync.Mutex
 	tenants map[string]*memTenant
-	// gone holds each deleted tenant's last ordinal: a tenant created
-	// again numbers on after it.
-	gone map[string]uint64
+	// gone holds each deleted tenant's last ordinal and when it was
+	// deleted: a tenant created again numbers on after it.
+	gone map[string]goneTenant
 	// expiring is set once some event can expire: reads then remove what
 	// has expired first.
 	expiring bool
@@ -103,7 +103,7 @@ func NewMemory(opts ...MemoryOption) *Memory {
 		window:  DefaultDuplicateWindow,
 		now:     time.Now,
 		tenants: make(map[string]*memTenant),
-		gone:    make(map[string]uint64),
+		gone:    make(map[string]goneTenant),
 		changed: make(chan struct{}),
 	}
 	for _, opt := range opts {
@@ -156,7 +156,7 @@ func (m *Memory) notify() {
 func (m *Memory) tenantLocked(name string, create bool, now time.Time) *memTenant {
 	t := m.tenants[name]
 	if t == nil && create {
-		t = &memTenant{threads: make(map[string]*memThread), created: now, seq: m.gone[name]}
+		t = &memTenant{threads: make(map[string]*memThread), created: now, seq: m.gone[name].last}
 		m.tenants[name] = t
 	}
 	return t
@@ -488,16 +488,44 @@ func (m *Memory) DeleteTenant(ctx context.Context, tenant string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	m.begin()
+	now := m.begin()
 	defer m.mu.Unlock()
 	t := m.tenants[tenant]
 	if t == nil {
 		return nil
 	}
-	m.gone[tenant] = t.seq
+	m.gone[tenant] = goneTenant{last: t.seq, at: now}
 	delete(m.tenants, tenant)
 	m.notify()
 	return nil
+}
+
+type goneTenant struct {
+	last uint64
+	at   time.Time
+}
+
+// TenantDeletions yields the deletion of every tenant deleted so far (the
+// last one of each), for consumers that keep copies, like the bridge.
+func (m *Memory) TenantDeletions(ctx context.Context) iter.Seq2[Deletion, error] {
+	return func(yield func(Deletion, error) bool) {
+		if err := ctx.Err(); err != nil {
+			yield(Deletion{}, err)
+			return
+		}
+		m.mu.Lock()
+		out := make([]Deletion, 0, len(m.gone))
+		for t, g := range m.gone {
+			out = append(out, Deletion{Tenant: t, Before: g.last + 1, Time: g.at})
+		}
+		m.mu.Unlock()
+		sort.Slice(out, func(i, j int) bool { return out[i].Tenant < out[j].Tenant })
+		for _, d := range out {
+			if !yield(d, nil) {
+				return
+			}
+		}
+	}
 }
 
 // Threads implements ThreadLister.
