@@ -79,3 +79,27 @@ func (l *Log) WatchTenants(ctx context.Context, changed func()) (stop func(), er
 
 // Connected reports whether the Log's connection to NATS is up.
 func (l *Log) Connected() bool { return l.nc.IsConnected() }
+
+// Tenant describes one tenant's stream, from its leader; ok is false when
+// the tenant has none.
+func (l *Log) Tenant(ctx context.Context, tenant string) (info sessionlog.TenantInfo, ok bool, err error) {
+	if err := sessionlog.ValidateTenant(tenant); err != nil {
+		return info, false, err
+	}
+	var si natsjs.StreamInfo
+	err = l.apiRequest(ctx, apiStreamInfo+"."+l.cfg.scheme.Stream(tenant), nil, &si)
+	if errCode(err) == codeStreamNotFound {
+		return info, false, nil
+	}
+	if err != nil {
+		return info, false, fmt.Errorf("jetstream: looking up tenant %q: %w", tenant, err)
+	}
+	first := si.State.FirstSeq
+	if si.State.Msgs == 0 {
+		first = 0
+	}
+	return sessionlog.TenantInfo{
+		Tenant: tenant, Events: si.State.Msgs, Bytes: si.State.Bytes, Threads: uint64(si.State.NumSubjects),
+		FirstOrdinal: first, LastOrdinal: si.State.LastSeq, Created: si.Created, Replicas: max(si.Config.Replicas, 1),
+	}, true, nil
+}

@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -147,7 +148,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	scheme := subjects.Scheme{SubjectPrefix: cfg.SubjectPrefix, StreamPrefix: cfg.StreamPrefix}
 	// Small read batches and tail buffers keep memory bounded whatever the
 	// backlog.
-	log, err := jetstream.New(nc, jetstream.WithScheme(scheme), jetstream.WithReadBatch(2000, 2<<20), jetstream.WithTailBuffer(4<<20))
+	// Refused calls fail at once with the server's report.
+	watcher := jetstream.WatchPermissions(nc)
+	defer watcher.Close()
+	log, err := jetstream.New(nc, jetstream.WithScheme(scheme), jetstream.WithPermissionWatcher(watcher),
+		jetstream.WithReadBatch(2000, 2<<20), jetstream.WithTailBuffer(4<<20))
 	if err != nil {
 		return err
 	}
@@ -225,7 +230,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}, stopBridge)
 
 	if cfg.Demo {
-		demoLog, err := jetstream.New(nc, jetstream.WithScheme(scheme))
+		demoLog, err := jetstream.New(nc, jetstream.WithScheme(scheme), jetstream.WithPermissionWatcher(watcher))
 		if err != nil {
 			return err
 		}
@@ -306,8 +311,19 @@ func connect(cfg natsconn.Config, logger *slog.Logger) (*nats.Conn, error) {
 	cfg.Name = "jetsession-bridge"
 	cfg.ReconnectForever = true
 	cfg.ReconnectWait = 250 * time.Millisecond
+	var badHeaders asyncNotes
 	nc, err := natsconn.Connect(cfg,
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			// A stored message with headers the client cannot parse is
+			// reported here on every read of it: any writer on a tenant's
+			// subjects can store one, so it is logged at most once a
+			// minute (the read hands it back as a corrupt event anyway).
+			if errors.Is(err, nats.ErrBadHeaderMsg) {
+				if n, ok := badHeaders.due(time.Minute); ok {
+					logger.Warn("NATS delivered messages whose stored headers do not parse (foreign writers; they are quarantined)", "count", n)
+				}
+				return
+			}
 			logger.Warn("NATS reports an error", "err", err)
 		}),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
@@ -429,4 +445,26 @@ func newLogger(cfg config, w io.Writer) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// asyncNotes counts a recurring report and lets it through at most once
+// per period.
+type asyncNotes struct {
+	mu    sync.Mutex
+	count int
+	last  time.Time
+}
+
+// due counts one report and says whether to log it, with how many there
+// were since the last one logged.
+func (a *asyncNotes) due(period time.Duration) (int, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.count++
+	if now := time.Now(); now.Sub(a.last) >= period {
+		n := a.count
+		a.count, a.last = 0, now
+		return n, true
+	}
+	return 0, false
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/jetsession/jetsession/jetstream"
 	"github.com/jetsession/jetsession/sessionlog"
@@ -28,6 +29,7 @@ func runAppend(ctx context.Context, sio stdio, args []string) error {
 	var expectLast uint64
 	var create, binary bool
 	var replicas int
+	var ttl, maxAge time.Duration
 	meta := map[string]string{}
 	f.fs.StringVar(&typ, "type", "", "event `TYPE`, for example user_message (required)")
 	f.fs.StringVar(&id, "id", "", "event `ID` for idempotent retries (default: a new UUIDv7)")
@@ -37,6 +39,8 @@ func runAppend(ctx context.Context, sio stdio, args []string) error {
 	f.uint(&expectLast, "expect-last", "an ordinal", "append only if the thread's last ordinal is `N` (0: no live events)")
 	f.fs.BoolVar(&create, "create", false, "create the tenant's stream if it does not exist")
 	f.fs.IntVar(&replicas, "replicas", 1, "`N` replicas for a stream made by --create (3 on a cluster)")
+	f.fs.DurationVar(&maxAge, "max-age", 0, "with --create: events of the new tenant expire this `DURATION` after they were stored (whole seconds; 0: never)")
+	f.fs.DurationVar(&ttl, "ttl", 0, "the event expires this `DURATION` after it was stored (whole seconds, at least 1s; 0: never)")
 	cf := f.connFlags()
 	key, err := f.parseThread(args)
 	if err != nil {
@@ -48,6 +52,15 @@ func runAppend(ctx context.Context, sio stdio, args []string) error {
 	if replicas < 1 || replicas > 5 {
 		return usagef("--replicas must be 1 to 5, got %d", replicas)
 	}
+	if f.isSet("max-age") && !create {
+		return usagef("--max-age sets the retention of a new tenant: use it with --create")
+	}
+	if maxAge < 0 || maxAge > 0 && (maxAge < time.Second || maxAge%time.Second != 0) {
+		return usagef("--max-age %v: give whole seconds, at least 1s (for example --max-age 720h)", maxAge)
+	}
+	if ttl < 0 || ttl > 0 && (ttl < time.Second || ttl%time.Second != 0) {
+		return usagef("--ttl %v: give whole seconds, at least 1s (for example --ttl 24h)", ttl)
+	}
 	if binary && !f.isSet("data") {
 		return usagef("--binary needs --data (for example --binary --data @image.png, or --binary --data - < blob)")
 	}
@@ -55,7 +68,7 @@ func runAppend(ctx context.Context, sio stdio, args []string) error {
 	if err != nil {
 		return err
 	}
-	c, err := dial(cf, dialOptions{create: create, replicas: replicas})
+	c, err := dial(cf, dialOptions{create: create, replicas: replicas, maxAge: maxAge})
 	if err != nil {
 		return err
 	}
@@ -67,7 +80,7 @@ func runAppend(ctx context.Context, sio stdio, args []string) error {
 			fmt.Fprintf(sio.stderr, "creating the stream of the new tenant %q\n", key.Tenant)
 		}
 	}
-	ev := sessionlog.Event{ID: id, Type: typ, Data: payload}
+	ev := sessionlog.Event{ID: id, Type: typ, Data: payload, TTL: ttl}
 	if len(meta) > 0 {
 		ev.Meta = meta
 	}

@@ -9,19 +9,16 @@ import (
 
 	"github.com/jetsession/jetsession/internal/natsconn"
 	"github.com/jetsession/jetsession/jetstream"
+	"github.com/jetsession/jetsession/sessionlog"
 	"github.com/nats-io/nats.go"
-	natsjs "github.com/nats-io/nats.go/jetstream"
 )
 
-// client is a connection and the views of JetStream the commands use: the
-// session log, and the plain JetStream API for the two things the library
-// does not offer yet (looking up one tenant, and listing a tenant's
-// threads, in threads.go).
+// client is a connection and the session log the commands use.
 type client struct {
-	cf  *connFlags
-	nc  *nats.Conn
-	log *jetstream.Log
-	js  natsjs.JetStream
+	cf      *connFlags
+	nc      *nats.Conn
+	log     *jetstream.Log
+	watcher *jetstream.PermissionWatcher
 }
 
 // dialOptions vary the connection by command.
@@ -30,9 +27,11 @@ type dialOptions struct {
 	// reporting outages on notes.
 	follow bool
 	notes  io.Writer
-	// create lets appends create a missing tenant stream, with replicas.
+	// create lets appends create a missing tenant stream, with replicas
+	// and a maximum age of its events.
 	create   bool
 	replicas int
+	maxAge   time.Duration
 }
 
 // dialTenant connects and checks that tenant has a stream, for commands that
@@ -85,7 +84,11 @@ func dial(cf *connFlags, o dialOptions) (*client, error) {
 	if err != nil {
 		return nil, explainConnect(err)
 	}
+	// Refusals fail at once, with the server's report, rather than at
+	// --timeout.
+	watcher := jetstream.WatchPermissions(nc)
 	logOpts := []jetstream.Option{
+		jetstream.WithPermissionWatcher(watcher),
 		jetstream.WithScheme(cf.scheme),
 		jetstream.WithAPIPrefix(cf.apiPrefix),
 		jetstream.WithRequestTimeout(cf.timeout),
@@ -96,20 +99,22 @@ func dial(cf *connFlags, o dialOptions) (*client, error) {
 	if o.replicas > 0 {
 		logOpts = append(logOpts, jetstream.WithReplicas(o.replicas))
 	}
+	if o.maxAge > 0 {
+		logOpts = append(logOpts, jetstream.WithMaxAge(o.maxAge))
+	}
 	log, err := jetstream.New(nc, logOpts...)
 	if err != nil {
+		watcher.Close()
 		nc.Close()
 		return nil, err
 	}
-	js, err := natsjs.NewWithAPIPrefix(nc, cf.apiPrefix)
-	if err != nil {
-		nc.Close()
-		return nil, err
-	}
-	return &client{cf: cf, nc: nc, log: log, js: js}, nil
+	return &client{cf: cf, nc: nc, log: log, watcher: watcher}, nil
 }
 
-func (c *client) close() { c.nc.Close() }
+func (c *client) close() {
+	c.watcher.Close()
+	c.nc.Close()
+}
 
 // withTimeout bounds one request, or a whole short command, by --timeout.
 func (c *client) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
@@ -118,19 +123,23 @@ func (c *client) withTimeout(ctx context.Context) (context.Context, context.Canc
 
 // tenantHead returns the last ordinal the tenant's stream ever assigned,
 // or the one-line error an operator needs when the tenant has no stream.
-// The library has no lookup of one tenant (Tenants lists them all), so
-// this asks JetStream for the stream's info.
 func (c *client) tenantHead(ctx context.Context, tenant string) (uint64, error) {
+	info, err := c.tenantInfo(ctx, tenant)
+	return info.LastOrdinal, err
+}
+
+// tenantInfo describes the tenant, or says it has no stream.
+func (c *client) tenantInfo(ctx context.Context, tenant string) (sessionlog.TenantInfo, error) {
 	ctx, cancel := c.withTimeout(ctx)
 	defer cancel()
-	s, err := c.js.Stream(ctx, c.cf.scheme.Stream(tenant))
-	if errors.Is(err, natsjs.ErrStreamNotFound) {
-		return 0, errNoTenant(tenant)
+	info, ok, err := c.log.Tenant(ctx, tenant)
+	switch {
+	case err != nil:
+		return info, c.explain(err)
+	case !ok:
+		return info, errNoTenant(tenant)
 	}
-	if err != nil {
-		return 0, c.explain(err)
-	}
-	return s.CachedInfo().State.LastSeq, nil
+	return info, nil
 }
 
 // noTenantError reports a tenant without a stream; tail and append --create

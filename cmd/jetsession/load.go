@@ -3,18 +3,28 @@ package main
 import (
 	"context"
 	"fmt"
+
+	"github.com/jetsession/jetsession/sessionlog"
 )
 
 func runLoad(ctx context.Context, sio stdio, args []string) error {
 	f := newFlags(sio, "load", "Events stream from the server in batches, so long threads are fine. The payload\n"+
-		"column shows at most 100 characters; --json prints every record in full.")
-	var since, limit uint64
+		"column shows at most 100 characters; --json prints every record in full.\n"+
+		"--last N prints the newest N events without reading the thread from its start.")
+	var since, limit, lastN uint64
 	f.uint(&since, "since", "an ordinal", "print events after ordinal `N` (0: from the first live event)")
 	f.uint(&limit, "limit", "a count", "print at most `N` events (0: all)")
+	f.uint(&lastN, "last", "a count", "print only the newest `N` events, in order")
 	cf := f.connFlags()
 	key, err := f.parseThread(args)
 	if err != nil {
 		return err
+	}
+	if f.isSet("last") && (f.isSet("since") || f.isSet("limit")) {
+		return usagef("--last reads the newest events: it does not combine with --since or --limit")
+	}
+	if f.isSet("last") && (lastN == 0 || lastN > 100_000) {
+		return usagef("--last %d: give a count from 1 to 100000", lastN)
 	}
 	c, err := dialTenant(ctx, cf, key.Tenant)
 	if err != nil {
@@ -22,6 +32,26 @@ func runLoad(ctx context.Context, sio stdio, args []string) error {
 	}
 	defer c.close()
 	p := newRecordPrinter(sio.stdout, cf.json, key.Tenant, false)
+	if f.isSet("last") {
+		lctx, cancel := c.withTimeout(ctx)
+		defer cancel()
+		recs, err := c.log.LoadLast(lctx, key, int(lastN))
+		for _, ce := range sessionlog.CorruptEvents(err) {
+			c.skipCorrupt(sio.stderr, ce)
+		}
+		if err != nil && len(sessionlog.CorruptEvents(err)) == 0 {
+			return c.explain(err)
+		}
+		for _, rec := range recs {
+			if err := p.print(key.Thread, rec); err != nil {
+				return err
+			}
+		}
+		if len(recs) == 0 && !cf.json {
+			fmt.Fprintf(sio.stderr, "no live events in %s\n", where(key))
+		}
+		return nil
+	}
 	var n, last uint64
 	for rec, err := range c.log.Scan(ctx, key, since) {
 		if c.skipCorrupt(sio.stderr, err) {

@@ -93,11 +93,13 @@ func commands() []command {
 	return []command{
 		{"tenants", "", "list tenant streams: events, threads, last ordinal, bytes", runTenants},
 		{"threads", "TENANT", "list a tenant's threads: events, last ordinal, last event time and type", runThreads},
-		{"load", "TENANT THREAD", "print a thread's events after --since, at most --limit", runLoad},
+		{"load", "TENANT THREAD", "print a thread's events after --since, at most --limit, or the --last N", runLoad},
 		{"head", "TENANT THREAD", "print a thread's first and last live ordinals and its event count", runHead},
 		{"tail", "TENANT [THREAD]", "follow a thread, or a whole tenant, live until Ctrl-C", runTail},
 		{"append", "TENANT THREAD", "append one event (--type, --data JSON or --binary) and print its ordinal", runAppend},
 		{"archive", "TENANT THREAD", "remove a thread's events up to --before from the hot log", runArchive},
+		{"delete-thread", "TENANT THREAD", "delete a thread: its events, here and in the analytics copies", runDeleteThread},
+		{"delete-tenant", "TENANT", "delete a tenant: its stream and every event, here and in the analytics copies", runDeleteTenant},
 		{"serve", "", "run a development NATS server with JetStream until Ctrl-C", runServe},
 	}
 }

@@ -1,18 +1,12 @@
 package main
 
 import (
-	"cmp"
 	"context"
-	"errors"
 	"fmt"
-	"io"
-	"slices"
-	"sync"
 	"text/tabwriter"
 	"time"
 
-	"github.com/jetsession/jetsession/jetstream"
-	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/jetsession/jetsession/sessionlog"
 )
 
 // threadInfo is one row of "threads".
@@ -26,8 +20,16 @@ type threadInfo struct {
 }
 
 func runThreads(ctx context.Context, sio stdio, args []string) error {
-	f := newFlags(sio, "threads", "Threads are sorted by last activity, most recent first. EVENTS counts live\n"+
-		"events; LAST TIME and LAST TYPE are those of the thread's newest event.")
+	f := newFlags(sio, "threads", "Threads are listed most recently active first (--sort recent), or by name\n"+
+		"(--sort name). EVENTS counts live events; LAST TIME and LAST TYPE are those of\n"+
+		"the thread's newest event. --limit pages: continue with --after (by name) or\n"+
+		"--before (by recent activity), as the note at the end of a page says.")
+	var sortBy, after string
+	var before, limit uint64
+	f.fs.StringVar(&sortBy, "sort", "recent", "order: recent (newest activity first) or name")
+	f.fs.StringVar(&after, "after", "", "list threads whose names sort after `THREAD` (with --sort name)")
+	f.uint(&before, "before", "an ordinal", "list threads whose last ordinal is below `N` (with --sort recent)")
+	f.uint(&limit, "limit", "a count", "list at most `N` threads (0: all)")
 	cf := f.connFlags()
 	pos, err := f.parse(args, 1, 1)
 	if err != nil {
@@ -37,16 +39,56 @@ func runThreads(ctx context.Context, sio stdio, args []string) error {
 	if err := tenantArg(tenant); err != nil {
 		return err
 	}
-	c, err := dial(cf, dialOptions{})
+	var opts []sessionlog.ThreadsOption
+	switch sortBy {
+	case "recent":
+		if f.isSet("after") {
+			return usagef("--after pages a listing by name: use it with --sort name (by recent activity, page with --before)")
+		}
+		opts = append(opts, sessionlog.ByRecentActivity())
+		if before > 0 {
+			opts = append(opts, sessionlog.ActiveBefore(before))
+		}
+	case "name":
+		if f.isSet("before") {
+			return usagef("--before pages a listing by recent activity: use it with --sort recent (by name, page with --after)")
+		}
+		if after != "" {
+			opts = append(opts, sessionlog.ThreadsAfter(after))
+		}
+	default:
+		return usagef("--sort %q: use recent or name", sortBy)
+	}
+	if limit > 0 {
+		// One more than asked tells whether there is a next page.
+		opts = append(opts, sessionlog.ThreadsLimit(int(min(limit+1, 1<<30))))
+	}
+	c, err := dialTenant(ctx, cf, tenant)
 	if err != nil {
 		return err
 	}
 	defer c.close()
-	threads, err := listThreads(ctx, c, tenant, sio.stderr)
-	if err != nil {
-		return err
+	var threads []threadInfo
+	more := false
+	for t, err := range c.log.Threads(ctx, tenant, opts...) {
+		if err != nil {
+			return c.explain(err)
+		}
+		if limit > 0 && uint64(len(threads)) == limit {
+			more = true
+			break
+		}
+		threads = append(threads, threadInfo{Tenant: tenant, Thread: t.Thread, Events: t.Events,
+			LastOrdinal: t.LastOrdinal, LastTime: t.LastTime.UTC(), LastType: t.LastType})
 	}
-	slices.SortFunc(threads, func(a, b threadInfo) int { return cmp.Compare(b.LastOrdinal, a.LastOrdinal) })
+	if more {
+		last := threads[len(threads)-1]
+		next := fmt.Sprintf("--before %d", last.LastOrdinal)
+		if sortBy == "name" {
+			next = fmt.Sprintf("--sort name --after %s", shellQuote(last.Thread))
+		}
+		defer fmt.Fprintf(sio.stderr, "stopped at --limit %d; continue with %s\n", limit, next)
+	}
 	if cf.json {
 		enc := newEncoder(sio.stdout)
 		for _, t := range threads {
@@ -66,83 +108,4 @@ func runThreads(ctx context.Context, sio stdio, args []string) error {
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\n", field(t.Thread, maxThreadShown), t.Events, t.LastOrdinal, formatTime(t.LastTime), field(t.LastType, maxTypeShown))
 	}
 	return tw.Flush()
-}
-
-// lastLookups bounds the concurrent last-message reads of listThreads.
-const lastLookups = 16
-
-// listThreads lists a tenant's live threads, in no particular order. It is
-// the one place the CLI reads JetStream beside the library, because the
-// library has no thread listing yet: the stream's per-subject counts (a
-// stream info with the tenant's filter) name the threads, and each one's
-// last message (one request per thread) gives its last ordinal, time and
-// type. When the library's Log.Threads arrives, this function becomes a
-// call to it.
-func listThreads(ctx context.Context, c *client, tenant string, warn io.Writer) ([]threadInfo, error) {
-	ictx, cancel := c.withTimeout(ctx)
-	defer cancel()
-	stream, err := c.js.Stream(ictx, c.cf.scheme.Stream(tenant))
-	if errors.Is(err, natsjs.ErrStreamNotFound) {
-		return nil, errNoTenant(tenant)
-	}
-	if err != nil {
-		return nil, c.explain(err)
-	}
-	info, err := stream.Info(ictx, natsjs.WithSubjectFilter(c.cf.scheme.TenantFilter(tenant)))
-	if err != nil {
-		return nil, c.explain(err)
-	}
-	type found struct {
-		threadInfo
-		subject string
-	}
-	threads := make([]found, 0, len(info.State.Subjects))
-	for subject, n := range info.State.Subjects {
-		_, thread, err := c.cf.scheme.ParseSubject(subject)
-		if err != nil {
-			fmt.Fprintf(warn, "skipping subject %s: not a jetsession thread\n", field(subject, maxThreadShown))
-			continue
-		}
-		threads = append(threads, found{threadInfo{Tenant: tenant, Thread: thread, Events: n}, subject})
-	}
-
-	errs := make([]error, len(threads))
-	gone := make([]bool, len(threads))
-	sem := make(chan struct{}, lastLookups)
-	var wg sync.WaitGroup
-	for i := range threads {
-		wg.Go(func() {
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			t := &threads[i]
-			gctx, cancel := c.withTimeout(ctx)
-			defer cancel()
-			m, err := stream.GetLastMsgForSubject(gctx, t.subject)
-			switch {
-			case errors.Is(err, natsjs.ErrMsgNotFound):
-				gone[i] = true // archived since the count was taken
-				return
-			case err != nil:
-				errs[i] = err
-				return
-			}
-			t.LastOrdinal, t.LastType, t.LastTime = m.Sequence, m.Header.Get(jetstream.HeaderType), m.Time.UTC()
-			if v := m.Header.Get(jetstream.HeaderTime); v != "" {
-				if ts, err := time.Parse(time.RFC3339Nano, v); err == nil {
-					t.LastTime = ts.UTC()
-				}
-			}
-		})
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return nil, c.explain(err)
-	}
-	live := make([]threadInfo, 0, len(threads))
-	for i, t := range threads {
-		if !gone[i] {
-			live = append(live, t.threadInfo)
-		}
-	}
-	return live, nil
 }
