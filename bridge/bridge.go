@@ -219,7 +219,11 @@ func (b *Bridge) Lag() map[string]uint64 {
 	out := make(map[string]uint64, len(b.heads))
 	for t, h := range b.heads {
 		out[t] = 0
-		if c := b.committed[t]; h.lastSeq > c {
+		c := b.committed[t]
+		switch {
+		case h.exact != nil && c == h.at:
+			out[t] = *h.exact
+		case h.lastSeq > c:
 			out[t] = min(h.lastSeq-c, h.events)
 		}
 	}
@@ -282,10 +286,13 @@ func (b *Bridge) wake() {
 	}
 }
 
-// tenantHead is what discovery learns of a tenant.
+// tenantHead is what discovery learns of a tenant; exact is set when lag
+// was counted after the committed position.
 type tenantHead struct {
 	lastSeq uint64
 	events  uint64
+	exact   *uint64
+	at      uint64 // the committed position exact was counted after
 }
 
 // discoverLoop lists tenants and starts a follower for each new one.
@@ -315,6 +322,7 @@ func (b *Bridge) discoverLoop(ctx context.Context, workers *sync.WaitGroup) {
 				}()
 			}
 		}
+		b.countLag(ctx)
 		b.cfg.Metrics.observeLag(b.Lag())
 		select {
 		case <-ctx.Done():
@@ -322,6 +330,34 @@ func (b *Bridge) discoverLoop(ctx context.Context, workers *sync.WaitGroup) {
 		case <-ticker.C:
 		case <-b.rediscover:
 		}
+	}
+}
+
+// countLag replaces the lag estimate of each tenant that seems to lag by
+// the count of its live messages after the committed position, where the
+// source can count them.
+func (b *Bridge) countLag(ctx context.Context) {
+	lc, ok := b.cfg.Source.(LagCounter)
+	if !ok {
+		return
+	}
+	for t, n := range b.Lag() {
+		if n == 0 {
+			continue
+		}
+		b.mu.Lock()
+		at := b.committed[t]
+		b.mu.Unlock()
+		exact, err := lc.Pending(ctx, t, at)
+		if err != nil {
+			continue // the estimate stands
+		}
+		b.mu.Lock()
+		if h, ok := b.heads[t]; ok {
+			h.exact, h.at = &exact, at
+			b.heads[t] = h
+		}
+		b.mu.Unlock()
 	}
 }
 

@@ -432,3 +432,29 @@ func countTenant(lines []line, tenant string) int {
 	}
 	return n
 }
+
+func TestLagIsZeroWhenTheLastEventsWereArchivedBeforeTheBridgeReadThem(t *testing.T) {
+	forEachSource(t, func(t *testing.T, e *env) {
+		e.appendEvents(t, "acme", 1, 5)
+		_, stop := e.start(t)
+		e.waitDelivered(t, 5)
+		stop()
+		k := sessionlog.ThreadKey{Tenant: "acme", Thread: "gone"}
+		evs := make([]sessionlog.Event, 5)
+		for i := range evs {
+			evs[i] = sessionlog.Event{Type: "t"}
+		}
+		last, err := e.src.Append(context.Background(), k, evs)
+		require.NoError(t, err)
+		_, err = e.src.ArchiveBefore(context.Background(), k, last)
+		require.NoError(t, err)
+		b, stop := e.start(t)
+		defer stop()
+		testserver.Eventually(t, time.Minute, func() error {
+			if lag, ok := b.Lag()["acme"]; !ok || lag != 0 {
+				return fmt.Errorf("lag %d (known %v)", lag, ok)
+			}
+			return nil
+		})
+	})
+}

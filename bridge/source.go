@@ -32,6 +32,14 @@ type TenantDeletionSource interface {
 	TenantDeletions(ctx context.Context) iter.Seq2[sessionlog.Deletion, error]
 }
 
+// LagCounter is implemented by sources that count a tenant's live
+// messages after an ordinal: the bridge's lag is then exact, instead of an
+// upper bound that stays above zero when events were archived before the
+// bridge read them.
+type LagCounter interface {
+	Pending(ctx context.Context, tenant string, after uint64) (uint64, error)
+}
+
 // ConnectionChecker is implemented by sources that depend on a connection;
 // the bridge reports itself unhealthy while it is down.
 type ConnectionChecker interface {

@@ -2,6 +2,7 @@ package jetstream
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -102,4 +103,29 @@ func (l *Log) Tenant(ctx context.Context, tenant string) (info sessionlog.Tenant
 		Tenant: tenant, Events: si.State.Msgs, Bytes: si.State.Bytes, Threads: uint64(si.State.NumSubjects),
 		FirstOrdinal: first, LastOrdinal: si.State.LastSeq, Created: si.Created, Replicas: max(si.Config.Replicas, 1),
 	}, true, nil
+}
+
+// Pending returns how many live messages the tenant holds after the
+// ordinal after (events, messages that are not valid events and deletion
+// records alike): one small direct get. The bridge reports it as its lag.
+func (l *Log) Pending(ctx context.Context, tenant string, after uint64) (uint64, error) {
+	if err := sessionlog.ValidateTenant(tenant); err != nil {
+		return 0, err
+	}
+	filter := l.cfg.scheme.TenantFilter(tenant)
+	found := false
+	pending, err := l.directGet(ctx, l.cfg.scheme.Stream(tenant), filter,
+		msgGetRequest{Seq: after + 1, NextFor: filter, Batch: 1}, func(*served) error { found = true; return nil })
+	if errors.Is(err, errDirectUnavailable) {
+		if _, ok, serr := l.streamState(ctx, l.cfg.scheme.Stream(tenant)); serr == nil && !ok {
+			return 0, nil
+		}
+	}
+	if err != nil {
+		return 0, fmt.Errorf("jetstream: counting the messages of tenant %q after %d: %w", tenant, after, err)
+	}
+	if !found {
+		return 0, nil
+	}
+	return 1 + pending, nil
 }

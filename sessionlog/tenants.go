@@ -96,3 +96,16 @@ func (m *Memory) ScanTenant(ctx context.Context, tenant string, cursor uint64, o
 		}
 	}
 }
+
+// Pending returns how many live messages the tenant holds after the
+// ordinal after.
+func (m *Memory) Pending(ctx context.Context, tenant string, after uint64) (uint64, error) {
+	if err := ValidateTenant(tenant); err != nil {
+		return 0, err
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	entries, _, _ := m.tenantSince(tenant, after, 0, true)
+	return uint64(len(entries)), nil
+}
