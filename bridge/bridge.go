@@ -160,17 +160,17 @@ func New(cfg Config) (*Bridge, error) {
 	}
 	cfg.setDefaults()
 	b := &Bridge{
-		cfg:        cfg,
-		items:      make(chan item, cfg.BatchSize),
-		catchUp:    make(chan struct{}, cfg.CatchUpConcurrency),
-		followed:   make(map[string]bool),
-		heads:      make(map[string]tenantHead),
-		stuck:      make(map[string]*stuckTenant),
-		deleted:    make(map[string]uint64),
+		cfg:      cfg,
+		items:    make(chan item, cfg.BatchSize),
+		catchUp:  make(chan struct{}, cfg.CatchUpConcurrency),
+		followed: make(map[string]bool),
+		heads:    make(map[string]tenantHead),
+		stuck:    make(map[string]*stuckTenant),
+		deleted:  make(map[string]uint64),
 
 		deletedTenants: make(map[string]uint64),
-		rediscover: make(chan struct{}, 1),
-		logLimit:   logLimiter{last: make(map[string]time.Time)},
+		rediscover:     make(chan struct{}, 1),
+		logLimit:       logLimiter{last: make(map[string]time.Time)},
 	}
 	b.sinkOK.Store(true)
 	return b, nil
