@@ -12,9 +12,10 @@ import (
 // of its sinks' positions, so a restart replays to every sink whatever any
 // of them had not stored yet. Rows that a sink already has are delivered to
 // it again, which the Sink contract makes harmless: at or below a sink's
-// position, a sink does not store them twice. Write hands the rows to each
-// sink in turn and stops at the first error; the bridge then retries the
-// whole batch, the sinks before the failing one included.
+// position, a sink does not store them twice. Write and Delete hand the
+// rows or deletions to each sink in turn and stop at the first error; the
+// bridge then retries the whole call, the sinks before the failing one
+// included, which Delete being idempotent makes harmless too.
 type Multi []Sink
 
 var _ Sink = Multi(nil)
@@ -58,6 +59,16 @@ func (m Multi) Write(ctx context.Context, rows []Row, pos Positions) error {
 	for _, s := range m {
 		if err := s.Write(ctx, rows, pos); err != nil {
 			return fmt.Errorf("bridge: writing to sink %s: %w", s.Name(), err)
+		}
+	}
+	return nil
+}
+
+// Delete implements Sink: every sink carries out the deletions.
+func (m Multi) Delete(ctx context.Context, d []Deletion, pos Positions) error {
+	for _, s := range m {
+		if err := s.Delete(ctx, d, pos); err != nil {
+			return fmt.Errorf("bridge: deleting in sink %s: %w", s.Name(), err)
 		}
 	}
 	return nil

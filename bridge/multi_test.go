@@ -18,7 +18,8 @@ import (
 
 // TestMultiConforms runs the suite on JSON line files and Parquet at once.
 // The Multi stores a row when both sinks do: Stored returns the rows held by
-// both, each as many times as the sink holding it most often does.
+// both, each as many times as the sink holding it most often does. It
+// records a deletion when both sinks do, alike.
 func TestMultiConforms(t *testing.T) {
 	sinktest.Run(t, func(t *testing.T) sinktest.Harness {
 		jsonlDir, parquetDir := t.TempDir(), t.TempDir()
@@ -39,6 +40,13 @@ func TestMultiConforms(t *testing.T) {
 				files, err := parquet.ReadDir(parquetDir)
 				require.NoError(t, err)
 				return storedByAll(lines, files)
+			},
+			Deletions: func(t *testing.T) []bridge.Deletion {
+				a, err := jsonl.ReadDeletions(jsonlDir)
+				require.NoError(t, err)
+				b, err := parquet.ReadDeletions(parquetDir)
+				require.NoError(t, err)
+				return deletionsByAll(a, b)
 			},
 			// Only Parquet fails to commit: JSON lines are then ahead, and
 			// get the retried batch again.
@@ -96,6 +104,43 @@ func storedByAll(sets ...[]bridge.Row) []bridge.Row {
 		}
 		for range most {
 			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// deletionsByAll returns the deletions of the last set that every set
+// holds, each as many times as the set holding it most often.
+func deletionsByAll(sets ...[]bridge.Deletion) []bridge.Deletion {
+	type key struct {
+		tenant, thread string
+		before         uint64
+	}
+	counts := make([]map[key]int, len(sets))
+	for i, set := range sets {
+		counts[i] = map[key]int{}
+		for _, d := range set {
+			counts[i][key{d.Tenant, d.Thread, d.Before}]++
+		}
+	}
+	var out []bridge.Deletion
+	done := map[key]bool{}
+	for _, d := range sets[len(sets)-1] {
+		k := key{d.Tenant, d.Thread, d.Before}
+		if done[k] {
+			continue
+		}
+		done[k] = true
+		most := 0
+		for _, c := range counts {
+			if c[k] == 0 {
+				most = 0
+				break
+			}
+			most = max(most, c[k])
+		}
+		for range most {
+			out = append(out, d)
 		}
 	}
 	return out

@@ -42,7 +42,17 @@ type Positions map[string]uint64
 // Deletion is the end of what a sink holds of one thread or, with Thread
 // empty, of a whole tenant: every row of it with an ordinal below Before
 // must go. The bridge hands a sink the deletions the log recorded (see
-// sessionlog.Deleter), in order with the rows.
+// sessionlog.Deleter), in order with the rows, through Sink.Delete. Since
+// ordinals are never reused, rows of the thread's (or the tenant's) next
+// life have ordinals at or above Before and are untouched.
+//
+// Its JSON record, the line of every deletions file and the "deletion"
+// object of the JSON-lines sink, is
+//
+//	{"tenant":"acme","thread":"support/4711","before":1234,"time":"2026-12-01T21:35:54.524506186Z"}
+//
+// with thread "" for a whole tenant, and time (when the log deleted it) in
+// RFC 3339 in UTC with nanoseconds.
 type Deletion struct {
 	Tenant string
 	Thread string // empty: the whole tenant, and its position
@@ -50,8 +60,17 @@ type Deletion struct {
 	Time   time.Time // when the log deleted it
 }
 
-// Sink is an analytics destination. The bridge calls Write from one
-// goroutine at a time, with rows of each tenant in ordinal order.
+// Covers reports whether d deletes r: r is of d's tenant, of d's thread
+// (or d deletes the whole tenant), and its ordinal is below d.Before.
+// Readers of sinks that record deletions leave out the rows that some
+// recorded deletion covers.
+func (d *Deletion) Covers(r *Row) bool {
+	return r.Tenant == d.Tenant && (d.Thread == "" || r.Thread == d.Thread) && r.Ordinal < d.Before
+}
+
+// Sink is an analytics destination. The bridge calls Write and Delete from
+// one goroutine at a time, with rows and deletions of each tenant in
+// ordinal order.
 //
 // Package bridge/sinktest holds a conformance suite for implementations.
 type Sink interface {
@@ -61,7 +80,8 @@ type Sink interface {
 	// Positions returns the positions the sink has durably committed: for
 	// each tenant, every row up to that ordinal is stored. The bridge
 	// resumes each tenant after its position. A tenant without a position
-	// starts from the beginning.
+	// starts from the beginning. Positions never move back, but a tenant
+	// deletion removes its tenant's (see Delete).
 	Positions(ctx context.Context) (Positions, error)
 
 	// Write hands rows to the sink together with the positions they reach.
@@ -84,6 +104,34 @@ type Sink interface {
 	// Write must not modify the rows, nor keep their slices or maps after
 	// it returns: the caller may reuse them.
 	Write(ctx context.Context, rows []Row, pos Positions) error
+
+	// Delete carries out deletions in order with the rows: after every row
+	// written before it, and before any written after it. For each
+	// Deletion, every row of its thread (or, Thread empty, of its whole
+	// tenant) with an ordinal below Before goes: the sink removes the rows
+	// it can, and durably records what it cannot remove from data it
+	// already wrote, so that its readers leave those rows out. pos holds
+	// the positions the deletions reach (for a thread deletion, the
+	// deletion's own ordinal, its Before). As with Write, a sink may commit
+	// pos at once or at its next flush, but never before the deletions are
+	// durable, and positions never move back.
+	//
+	// A tenant deletion also removes the tenant's position when it is below
+	// Before, as every position of the tenant's earlier life is; a position
+	// at or above Before belongs to the tenant's next life and stays. pos
+	// is committed after the deletions are carried out, so it may name a
+	// tenant that d deletes.
+	//
+	// Delete is idempotent: a deletion applied again (a failed Delete is
+	// retried with the same deletions and positions, a restart replays
+	// what came after the committed positions, and a Multi hands every
+	// sink what any of them lacks) changes nothing, and once the Delete
+	// that applied it has returned it is never recorded twice. Rows
+	// delivered later with an ordinal below a deletion's Before are not
+	// the sink's concern: the bridge drops them.
+	//
+	// Delete must not modify d, nor keep it after it returns.
+	Delete(ctx context.Context, d []Deletion, pos Positions) error
 
 	// Flush makes everything written so far durable and commits its
 	// positions. The bridge calls it on shutdown; sinks that buffer also

@@ -13,6 +13,24 @@
 // saved positions are never written again, and after a crash the lines
 // after them may be written a second time; consumers deduplicate on
 // (tenant, thread, ordinal). Read and ReadFiles read the lines back.
+//
+// Lines once written stay: a deletion (see bridge.Sink.Delete) is
+// recorded, and readers leave out the rows it covers (bridge.Deletion's
+// Covers). Rotating files record deletions in dir/deletions.jsonl, one
+// bridge.Deletion record per line, fsynced before the positions that
+// follow them are saved:
+//
+//	{"tenant":"acme","thread":"support/4711","before":1234,"time":"2026-12-01T21:35:54.524506186Z"}
+//
+// (thread "" for a whole tenant). A writer, whose readers see only its
+// stream, writes each deletion there as a line of its own, which no row
+// can be mistaken for since a row has no "deletion" key:
+//
+//	{"deletion":{"tenant":"acme","thread":"support/4711","before":1234,"time":"2026-12-01T21:35:54.524506186Z"}}
+//
+// and records it in a deletions file beside its positions file (see
+// WriterDeletionsPath) only to know what it wrote already. ReadLines reads
+// both kinds of line, and ReadDeletions the deletions file of a folder.
 package jsonl
 
 import (
@@ -29,6 +47,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -42,6 +61,20 @@ var ErrClosed = errors.New("jsonl: sink is closed")
 // rotating files sink.
 const PositionsFile = "_positions.json"
 
+// DeletionsFile is the name of the deletions file in the folder of a
+// rotating files sink. Data readers match events-*.jsonl, which it does not.
+const DeletionsFile = "deletions.jsonl"
+
+// WriterDeletionsPath returns where a writer whose positions are kept in
+// positionsPath records the deletions it wrote: beside it, with the
+// positions file's extension replaced by .deletions.jsonl
+// ("state/positions.json" gives "state/positions.deletions.jsonl"), so
+// that writers keeping their positions in one folder keep apart their
+// deletions too.
+func WriterDeletionsPath(positionsPath string) string {
+	return strings.TrimSuffix(positionsPath, filepath.Ext(positionsPath)) + ".deletions.jsonl"
+}
+
 // Sink writes JSON lines. It is safe for concurrent use.
 type Sink struct {
 	mu        sync.Mutex
@@ -51,6 +84,7 @@ type Sink struct {
 	positions bridge.PositionFile
 	committed bridge.Positions // saved in the positions file
 	written   bridge.Positions // committed, and those of every write since
+	deletions *bridge.DeletionFile
 	closed    bool
 
 	// Rotating files mode.
@@ -68,8 +102,9 @@ type Sink struct {
 var _ bridge.Sink = (*Sink)(nil)
 
 // NewWriter returns a sink writing to w (for example os.Stdout) and keeping
-// its positions in positionsPath. A line counts as stored once it is
-// written to w; the sink does not close w.
+// its positions in positionsPath, and the deletions it wrote beside it (see
+// WriterDeletionsPath). A line counts as stored once it is written to w;
+// the sink does not close w.
 func NewWriter(w io.Writer, positionsPath string) (*Sink, error) {
 	if w == nil {
 		return nil, errors.New("jsonl: nil writer")
@@ -80,7 +115,13 @@ func NewWriter(w io.Writer, positionsPath string) (*Sink, error) {
 	s := &Sink{out: w, positions: bridge.PositionFile{Path: positionsPath}, now: time.Now}
 	s.buf = bufio.NewWriterSize(w, 1<<20)
 	s.enc = bridge.NewJSONEncoder(s.buf)
-	return s, s.loadPositions()
+	if err := s.loadPositions(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Dir(positionsPath), 0o755); err != nil {
+		return nil, fmt.Errorf("jsonl: %w", err)
+	}
+	return s, s.loadDeletions(WriterDeletionsPath(positionsPath))
 }
 
 // Option configures a rotating files sink.
@@ -94,7 +135,9 @@ func WithMaxFileAge(d time.Duration) Option { return func(s *Sink) { s.maxAge = 
 
 // NewFiles returns a sink writing to rotating files
 // dir/events-<UTC time>-<n>.jsonl, with its positions in
-// dir/_positions.json. Each write is fsynced before positions advance. A
+// dir/_positions.json and its deletions in dir/deletions.jsonl (created
+// empty, so that readers always find it). Each write is fsynced before
+// positions advance. A
 // sink only ever appends to files it created itself, and a write that fails
 // is cut off its file, which is then left for a new one, so every file
 // holds whole lines.
@@ -113,7 +156,10 @@ func NewFiles(dir string, opts ...Option) (*Sink, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("jsonl: %w", err)
 	}
-	return s, s.loadPositions()
+	if err := s.loadPositions(); err != nil {
+		return nil, err
+	}
+	return s, s.loadDeletions(filepath.Join(dir, DeletionsFile))
 }
 
 func (s *Sink) loadPositions() error {
@@ -122,6 +168,15 @@ func (s *Sink) loadPositions() error {
 		return err
 	}
 	s.committed, s.written = pos, pos
+	return nil
+}
+
+func (s *Sink) loadDeletions(path string) error {
+	d, err := bridge.OpenDeletionFile(path)
+	if err != nil {
+		return fmt.Errorf("jsonl: %w", err)
+	}
+	s.deletions = d
 	return nil
 }
 
@@ -270,6 +325,72 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// Delete implements bridge.Sink. The deletions not yet recorded are
+// written first: a writer writes a deletion line for each to its stream
+// and flushes it; then (in both modes) they are appended to the deletions
+// file and fsynced. Only then are the positions saved, a tenant deletion
+// dropping its tenant's when below Before. Lines already written stay
+// where they are. When the positions cannot be saved, Delete fails but
+// the deletions stay recorded; the retry does not record them again, and
+// saves the positions. A writer that crashes between writing a deletion
+// line and recording it writes the line again after the restart, as it
+// may rows after its positions: never none.
+func (s *Sink) Delete(ctx context.Context, ds []bridge.Deletion, pos bridge.Positions) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	fresh := s.deletions.Fresh(ds)
+	if s.dir == "" && len(fresh) > 0 {
+		if err := s.writeDeletionLines(fresh); err != nil {
+			return err
+		}
+	}
+	if _, err := s.deletions.Record(fresh); err != nil {
+		return fmt.Errorf("jsonl: %w", err)
+	}
+	// The rule is idempotent, so a deletion recorded by a Delete whose
+	// positions were not saved still drops its tenant's on the retry.
+	written := s.written
+	for i := range ds {
+		if d := &ds[i]; d.Thread == "" {
+			if o, ok := written[d.Tenant]; ok && o < d.Before {
+				written = written.Merge(nil) // a copy: s.committed may share it
+				delete(written, d.Tenant)
+			}
+		}
+	}
+	s.written = written.Merge(pos)
+	return s.saveLocked()
+}
+
+// deletionLine is a deletion as a writer writes it to its stream.
+type deletionLine struct {
+	Deletion bridge.Deletion `json:"deletion"`
+}
+
+// writeDeletionLines writes a line per deletion to the stream and flushes
+// it. After a failure nothing of them is left in the buffer.
+func (s *Sink) writeDeletionLines(ds []bridge.Deletion) error {
+	enc := json.NewEncoder(s.buf)
+	enc.SetEscapeHTML(false) // as in rows
+	for i := range ds {
+		if err := enc.Encode(deletionLine{Deletion: ds[i]}); err != nil {
+			s.discardLocked()
+			return fmt.Errorf("jsonl: writing a deletion of %q: %w", ds[i].Tenant, err)
+		}
+	}
+	if err := s.buf.Flush(); err != nil {
+		s.discardLocked()
+		return fmt.Errorf("jsonl: writing: %w", err)
+	}
+	return nil
+}
+
 // Flush implements bridge.Sink. Every Write is already flushed; Flush saves
 // positions that a Write could not save.
 func (s *Sink) Flush(context.Context) error {
@@ -295,21 +416,41 @@ func (s *Sink) Close(context.Context) error {
 	return err
 }
 
-// Read returns the rows of JSON lines read from r, as the sink writes them.
-// A line that is not a JSON record ends the sequence with an error naming
-// it.
-func Read(r io.Reader) iter.Seq2[bridge.Row, error] {
-	return func(yield func(bridge.Row, error) bool) {
+// Line is one line the sink writes: a row, or (on a writer's stream) a
+// deletion, when Deletion is set and Row is zero.
+type Line struct {
+	Row      bridge.Row
+	Deletion *bridge.Deletion
+}
+
+// deletionPrefix starts every deletion line, and no row.
+var deletionPrefix = []byte(`{"deletion":`)
+
+// ReadLines returns the lines read from r, as the sink writes them: rows,
+// and the deletion lines of a writer. A line that is neither ends the
+// sequence with an error naming it.
+func ReadLines(r io.Reader) iter.Seq2[Line, error] {
+	return func(yield func(Line, error) bool) {
 		br := bufio.NewReaderSize(r, 1<<20)
 		for n := 1; ; n++ {
 			line, err := br.ReadBytes('\n')
-			if len(bytes.TrimSpace(line)) > 0 {
-				var row bridge.Row
-				if jerr := json.Unmarshal(line, &row); jerr != nil {
-					yield(bridge.Row{}, fmt.Errorf("jsonl: line %d: %w", n, jerr))
+			if trimmed := bytes.TrimSpace(line); len(trimmed) > 0 {
+				var l Line
+				var jerr error
+				if bytes.HasPrefix(trimmed, deletionPrefix) {
+					var d struct {
+						Deletion *bridge.Deletion `json:"deletion"`
+					}
+					jerr = json.Unmarshal(trimmed, &d)
+					l.Deletion = d.Deletion
+				} else {
+					jerr = json.Unmarshal(trimmed, &l.Row)
+				}
+				if jerr != nil {
+					yield(Line{}, fmt.Errorf("jsonl: line %d: %w", n, jerr))
 					return
 				}
-				if !yield(row, nil) {
+				if !yield(l, nil) {
 					return
 				}
 			}
@@ -317,11 +458,42 @@ func Read(r io.Reader) iter.Seq2[bridge.Row, error] {
 				return
 			}
 			if err != nil {
-				yield(bridge.Row{}, fmt.Errorf("jsonl: reading line %d: %w", n, err))
+				yield(Line{}, fmt.Errorf("jsonl: reading line %d: %w", n, err))
 				return
 			}
 		}
 	}
+}
+
+// Read returns the rows of JSON lines read from r, as the sink writes
+// them, passing over a writer's deletion lines (ReadLines returns them
+// too). A line that is not a JSON record ends the sequence with an error
+// naming it.
+func Read(r io.Reader) iter.Seq2[bridge.Row, error] {
+	return func(yield func(bridge.Row, error) bool) {
+		for l, err := range ReadLines(r) {
+			if err != nil {
+				yield(bridge.Row{}, err)
+				return
+			}
+			if l.Deletion != nil {
+				continue
+			}
+			if !yield(l.Row, nil) {
+				return
+			}
+		}
+	}
+}
+
+// ReadDeletions returns the deletions recorded in dir, the folder of a
+// rotating files sink, in the order they were recorded.
+func ReadDeletions(dir string) ([]bridge.Deletion, error) {
+	ds, err := bridge.ReadDeletionFile(filepath.Join(dir, DeletionsFile))
+	if err != nil {
+		return nil, fmt.Errorf("jsonl: %w", err)
+	}
+	return ds, nil
 }
 
 // ReadFiles returns the rows of every events-*.jsonl file in dir, in the

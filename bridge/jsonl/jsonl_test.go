@@ -69,6 +69,11 @@ func TestFilesConform(t *testing.T) {
 				return s
 			},
 			Stored: func(t *testing.T) []bridge.Row { return collect(t, jsonl.ReadFiles(dir)) },
+			Deletions: func(t *testing.T) []bridge.Deletion {
+				ds, err := jsonl.ReadDeletions(dir)
+				require.NoError(t, err)
+				return ds
+			},
 			BreakCommits: func(t *testing.T) func() {
 				return breakPositions(t, filepath.Join(dir, jsonl.PositionsFile))
 			},
@@ -100,6 +105,23 @@ func TestWriterConforms(t *testing.T) {
 				require.NoError(t, err)
 				defer f.Close()
 				return collect(t, jsonl.Read(f))
+			},
+			// A reader of the stream sees its deletion lines.
+			Deletions: func(t *testing.T) []bridge.Deletion {
+				f, err := os.Open(out)
+				if errors.Is(err, os.ErrNotExist) {
+					return nil
+				}
+				require.NoError(t, err)
+				defer f.Close()
+				var ds []bridge.Deletion
+				for l, err := range jsonl.ReadLines(f) {
+					require.NoError(t, err)
+					if l.Deletion != nil {
+						ds = append(ds, *l.Deletion)
+					}
+				}
+				return ds
 			},
 			BreakCommits: func(t *testing.T) func() { return breakPositions(t, posPath) },
 		}

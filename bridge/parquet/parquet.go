@@ -4,15 +4,16 @@
 //
 //	<dir>/tenant_key=<encoded tenant>/date=<YYYY-MM-DD>/part-<UTC time>-<random>.parquet
 //	<dir>/_positions.json
+//	<dir>/_deletions.jsonl
 //
 // The partition key is named tenant_key rather than tenant because Hive
 // partitioning adds every key as a column, and a tenant key would clash with
 // the tenant column inside the files. tenant_key is the tenant encoded by
 // subjects.EncodeTenant (injective and safe as a folder name), while the
 // tenant column holds the real name. The date is the UTC date of the event
-// time. The leading underscore of _positions.json keeps readers from taking
-// it for data, and temporary files start with a dot and do not end in
-// .parquet, so the globs below never match them.
+// time. The leading underscores of _positions.json and _deletions.jsonl
+// keep readers from taking them for data, and temporary files start with a
+// dot and do not end in .parquet, so the globs below never match them.
 //
 // The columns are described by Record. An example DuckDB query:
 //
@@ -34,6 +35,26 @@
 //
 //	SELECT * FROM read_parquet('out/tenant_key=*/date=*/*.parquet', hive_partitioning=true)
 //	QUALIFY row_number() OVER (PARTITION BY tenant, thread, ordinal) = 1;
+//
+// Files once written stay: a deletion (see bridge.Sink.Delete) drops the
+// rows it covers from the buffer, so that they are never written, and is
+// recorded in _deletions.jsonl, one bridge.Deletion record per line
+// (tenant, thread, before, time; thread "" for a whole tenant), fsynced
+// before the positions that follow it are saved. Readers leave out the
+// rows of the files that a recorded deletion covers:
+//
+//	SELECT e.* FROM read_parquet('out/tenant_key=*/date=*/*.parquet', hive_partitioning=true) AS e
+//	WHERE NOT EXISTS (
+//	  SELECT 1 FROM read_json('out/_deletions.jsonl', format='newline_delimited',
+//	    columns={'tenant': 'VARCHAR', 'thread': 'VARCHAR', 'before': 'UBIGINT', 'time': 'TIMESTAMPTZ'}) AS d
+//	  WHERE d.tenant = e.tenant AND (d.thread = '' OR d.thread = e.thread) AND e.ordinal < d.before);
+//
+// The deletions file is JSON lines rather than Parquet because deletions
+// are few and come one at a time: appending a line and fsyncing it is one
+// write, where Parquet would take a whole file (a footer, a folder entry)
+// per deletion, which is costly for readers once there are thousands. It
+// is also the format of the JSON-lines sink's deletions file, and it is
+// created empty by New, so that the query above always finds it.
 package parquet
 
 import (
@@ -67,6 +88,9 @@ const (
 
 // PositionsFile is the name of the positions file in the output folder.
 const PositionsFile = "_positions.json"
+
+// DeletionsFile is the name of the deletions file in the output folder.
+const DeletionsFile = "_deletions.jsonl"
 
 // ErrClosed is returned by Write and Flush after Close.
 var ErrClosed = errors.New("parquet: sink is closed")
@@ -136,8 +160,19 @@ func ReadFile(path string) ([]bridge.Row, error) {
 	return rows, nil
 }
 
+// ReadDeletions returns the deletions recorded in dir, the output folder of
+// a sink, in the order they were recorded.
+func ReadDeletions(dir string) ([]bridge.Deletion, error) {
+	ds, err := bridge.ReadDeletionFile(filepath.Join(dir, DeletionsFile))
+	if err != nil {
+		return nil, fmt.Errorf("parquet: %w", err)
+	}
+	return ds, nil
+}
+
 // ReadDir returns the rows of every data file under dir, the output folder
-// of a sink (tenant_key=*/date=*/*.parquet), in the order of the paths.
+// of a sink (tenant_key=*/date=*/*.parquet), in the order of the paths, the
+// rows of recorded deletions included (see ReadDeletions).
 func ReadDir(dir string) ([]bridge.Row, error) {
 	files, err := filepath.Glob(filepath.Join(dir, "tenant_key=*", "date=*", "*.parquet"))
 	if err != nil {
@@ -194,6 +229,7 @@ type Sink struct {
 	pending bridge.Positions // saved positions merged with those of every Write
 	dirty   bool             // pending differs from the positions file
 	dirs    map[string]bool  // partition folders known to exist durably
+	dels    *bridge.DeletionFile
 	closed  bool
 
 	kick    chan struct{} // wakes the age loop when the buffer stops being empty
@@ -237,7 +273,8 @@ const (
 const maxKnownDirs = 10_000
 
 // New returns a sink writing under dir, creating the folder if needed and
-// loading the positions saved there.
+// loading the positions and deletions recorded there (creating an empty
+// deletions file).
 func New(dir string, opts ...Option) (*Sink, error) {
 	if dir == "" {
 		return nil, errors.New("parquet: empty output folder")
@@ -265,6 +302,10 @@ func New(dir string, opts ...Option) (*Sink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parquet: %w", err)
 	}
+	dels, err := bridge.OpenDeletionFile(filepath.Join(dir, DeletionsFile))
+	if err != nil {
+		return nil, fmt.Errorf("parquet: %w", err)
+	}
 	s := &Sink{
 		dir:     dir,
 		cfg:     cfg,
@@ -272,6 +313,7 @@ func New(dir string, opts ...Option) (*Sink, error) {
 		parts:   map[partKey]*partition{},
 		pending: saved,
 		dirs:    map[string]bool{},
+		dels:    dels,
 		kick:    make(chan struct{}, 1),
 		done:    make(chan struct{}),
 		stopped: make(chan struct{}),
@@ -334,7 +376,8 @@ func (s *Sink) Write(ctx context.Context, rows []bridge.Row, pos bridge.Position
 			p = &partition{}
 			s.parts[k] = p
 		}
-		rec, n := toRecord(r, t)
+		rec := toRecord(r, t)
+		n := recordSize(&rec)
 		p.rows = append(p.rows, rec)
 		p.bytes += n
 		s.bytes += n
@@ -356,6 +399,84 @@ func (s *Sink) Write(ctx context.Context, rows []bridge.Row, pos bridge.Position
 		_ = s.flushLocked(ctx)
 	}
 	return nil
+}
+
+// Delete drops the buffered rows the deletions cover, so that they are
+// never written, records the deletions not yet recorded in the deletions
+// file (fsynced), and remembers pos, saved with the next flush as the
+// positions of Write are, a tenant deletion dropping its tenant's position
+// when below Before. Rows in files already written stay; readers leave
+// them out (see the package documentation). When the deletions cannot be
+// recorded, Delete fails and changes no position; its retry records them.
+func (s *Sink) Delete(ctx context.Context, ds []bridge.Deletion, pos bridge.Positions) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	s.dropCovered(ds)
+	if _, err := s.dels.Record(ds); err != nil {
+		return fmt.Errorf("parquet: %w", err)
+	}
+	// The rule is idempotent, so a retry after a crash, when the deletions
+	// were recorded but the positions not saved, drops them still.
+	for i := range ds {
+		if d := &ds[i]; d.Thread == "" {
+			if o, ok := s.pending[d.Tenant]; ok && o < d.Before {
+				delete(s.pending, d.Tenant)
+				s.dirty = true
+			}
+		}
+	}
+	if len(pos) > 0 {
+		s.pending = s.pending.Merge(pos)
+		s.dirty = true
+	}
+	return nil
+}
+
+// dropCovered removes from the buffer the rows that a deletion covers.
+func (s *Sink) dropCovered(ds []bridge.Deletion) {
+	if len(ds) == 0 || s.rows == 0 {
+		return
+	}
+	for k, p := range s.parts {
+		kept := p.rows[:0]
+		for i := range p.rows {
+			rec := &p.rows[i]
+			if covered(ds, k.tenant, rec) {
+				n := recordSize(rec)
+				p.bytes -= n
+				s.bytes -= n
+				s.rows--
+				continue
+			}
+			kept = append(kept, *rec)
+		}
+		clear(p.rows[len(kept):]) // drop the references to what was removed
+		p.rows = kept
+		if len(p.rows) == 0 {
+			delete(s.parts, k)
+		}
+	}
+	if s.rows == 0 {
+		s.oldest = time.Time{}
+	}
+}
+
+// covered reports whether a deletion covers a buffered record of tenant
+// (the partition's, exact even where the record's column is not).
+func covered(ds []bridge.Deletion, tenant string, rec *Record) bool {
+	for i := range ds {
+		d := &ds[i]
+		if d.Tenant == tenant && (d.Thread == "" || d.Thread == rec.Thread) && uint64(rec.Ordinal) < d.Before {
+			return true
+		}
+	}
+	return false
 }
 
 // Flush writes every buffered partition to its own file, makes the files
@@ -547,9 +668,9 @@ func (s *Sink) flushIfOld() error {
 	return s.flushLocked(context.Background())
 }
 
-// toRecord converts a row and estimates its memory. Strings are copied out
-// of the row's byte slices, as the caller may reuse them.
-func toRecord(r *bridge.Row, t time.Time) (Record, int64) {
+// toRecord converts a row. Strings are copied out of the row's byte
+// slices, as the caller may reuse them.
+func toRecord(r *bridge.Row, t time.Time) Record {
 	rec := Record{
 		Tenant:  validUTF8(r.Tenant),
 		Thread:  validUTF8(r.Thread),
@@ -558,7 +679,6 @@ func toRecord(r *bridge.Row, t time.Time) (Record, int64) {
 		Type:    validUTF8(r.Type),
 		Time:    t.UnixMicro(),
 	}
-	n := int64(rowOverhead + len(r.Tenant) + len(r.Thread) + len(r.ID) + len(r.Type) + len(r.Data))
 	switch {
 	case len(r.Data) == 0:
 	case bridge.IsJSON(r.Data):
@@ -569,13 +689,27 @@ func toRecord(r *bridge.Row, t time.Time) (Record, int64) {
 	}
 	if len(r.Meta) > 0 {
 		rec.Meta = make(map[string]string, len(r.Meta))
-		n += mapOverhead
 		for k, v := range r.Meta {
 			rec.Meta[validUTF8(k)] = validUTF8(v)
+		}
+	}
+	return rec
+}
+
+// recordSize estimates the memory of a buffered record, the same when it
+// is taken and when a deletion drops it.
+func recordSize(rec *Record) int64 {
+	n := int64(rowOverhead + len(rec.Tenant) + len(rec.Thread) + len(rec.EventID) + len(rec.Type) + len(rec.DataRaw))
+	if rec.Data != nil {
+		n += int64(len(*rec.Data))
+	}
+	if len(rec.Meta) > 0 {
+		n += mapOverhead
+		for k, v := range rec.Meta {
 			n += int64(entryOverhead + len(k) + len(v))
 		}
 	}
-	return rec, n
+	return n
 }
 
 func validUTF8(s string) string {

@@ -38,7 +38,8 @@ type file struct {
 }
 
 // readFiles reads every data file under dir, failing on anything that is
-// neither a data file nor the positions file (such as a leftover temporary).
+// neither a data file nor the positions or deletions file (such as a
+// leftover temporary).
 func readFiles(t *testing.T, dir string) []file {
 	t.Helper()
 	var files []file
@@ -48,7 +49,7 @@ func readFiles(t *testing.T, dir string) []file {
 		}
 		rel, err := filepath.Rel(dir, path)
 		require.NoError(t, err)
-		if rel == pqsink.PositionsFile {
+		if rel == pqsink.PositionsFile || rel == pqsink.DeletionsFile {
 			return nil
 		}
 		parts := strings.Split(filepath.ToSlash(rel), "/")
@@ -193,6 +194,11 @@ func TestConformance(t *testing.T) {
 				rows, err := pqsink.ReadDir(dir)
 				require.NoError(t, err)
 				return rows
+			},
+			Deletions: func(t *testing.T) []bridge.Deletion {
+				ds, err := pqsink.ReadDeletions(dir)
+				require.NoError(t, err)
+				return ds
 			},
 			BreakCommits: func(t *testing.T) func() {
 				return breakPositions(t, filepath.Join(dir, pqsink.PositionsFile))
@@ -400,7 +406,7 @@ func TestHostileTenants(t *testing.T) {
 	require.NoError(t, err)
 	folders := map[string]string{}
 	for _, e := range entries {
-		if e.Name() == pqsink.PositionsFile {
+		if e.Name() == pqsink.PositionsFile || e.Name() == pqsink.DeletionsFile {
 			continue
 		}
 		require.True(t, e.IsDir(), e.Name())

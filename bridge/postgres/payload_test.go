@@ -79,6 +79,9 @@ func TestMetaJSON(t *testing.T) {
 
 func TestSchemaIsTheDefaultDDL(t *testing.T) {
 	t.Parallel()
-	assert.Equal(t, Schema, ddl("jetsession_events", "jetsession_events_positions"))
-	assert.Contains(t, ddl(`"x"`, `"x_positions"`), `CREATE TABLE IF NOT EXISTS "x_positions" (`)
+	assert.Equal(t, Schema, ddl("jetsession_events", "jetsession_events_positions", "jetsession_events_deletions"))
+	d := ddl(`"x"`, `"x_positions"`, `"x_deletions"`)
+	assert.Contains(t, d, `CREATE TABLE IF NOT EXISTS "x_positions" (`)
+	assert.Contains(t, d, `CREATE TABLE IF NOT EXISTS "x_deletions" (`)
+	assert.NotContains(t, d, "jetsession")
 }

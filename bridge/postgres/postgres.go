@@ -15,6 +15,12 @@
 // other entries stay queryable) and the json column meta_raw holds the
 // metadata exactly. Times are stored with microsecond precision, the
 // precision of timestamptz (the nanoseconds are truncated).
+//
+// A deletion (see bridge.Sink.Delete) takes the rows it covers out of the
+// events table, records itself in a third table, and advances the
+// positions (dropping a deleted tenant's), all in one transaction: once it
+// is committed no row of the deleted thread or tenant below its ordinal is
+// left, and the deletions table says what was deleted and when.
 package postgres
 
 import (
@@ -40,8 +46,9 @@ var ErrClosed = errors.New("postgres: sink is closed")
 const DefaultTable = "jetsession_events"
 
 // Schema is the DDL New runs for the default table names. WithTable
-// replaces jetsession_events with its name in both tables. An events table
-// created before meta_raw existed gets the column added (see New).
+// replaces jetsession_events with its name in the three tables. An events
+// table created before meta_raw existed gets the column added, and a
+// database of a version without deletions the deletions table (see New).
 const Schema = `CREATE TABLE IF NOT EXISTS jetsession_events (
   tenant      text        NOT NULL,
   thread      text        NOT NULL,
@@ -61,10 +68,19 @@ CREATE TABLE IF NOT EXISTS jetsession_events_positions (
   ordinal    bigint      NOT NULL,
   updated_at timestamptz NOT NULL DEFAULT now()
 );
+CREATE TABLE IF NOT EXISTS jetsession_events_deletions (
+  tenant         text        NOT NULL,
+  thread         text        NOT NULL,  -- '' for the whole tenant
+  before_ordinal bigint      NOT NULL,  -- every row below it was deleted
+  deleted_at     timestamptz NOT NULL,  -- when the log deleted it
+  applied_at     timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (tenant, thread, before_ordinal)
+);
 `
 
-// maxTableLen leaves room for the "_positions" suffix and the "_pkey"
-// constraint name within PostgreSQL's 63-byte identifiers.
+// maxTableLen leaves room for the "_positions" and "_deletions" suffixes
+// within PostgreSQL's 63-byte identifiers (PostgreSQL shortens the names
+// it makes up for constraints, such as <table>_deletions_pkey, itself).
 const maxTableLen = 50
 
 var identRE = regexp.MustCompile(`^[a-z_][a-z0-9_]*$`)
@@ -78,8 +94,8 @@ type config struct {
 
 // WithTable sets the events table: a lowercase SQL identifier of at most
 // 50 characters ([a-z_][a-z0-9_]*), optionally qualified by an existing
-// schema ("analytics.events"). The positions table is the same name with
-// "_positions" appended.
+// schema ("analytics.events"). The positions and deletions tables are the
+// same name with "_positions" and "_deletions" appended.
 func WithTable(name string) Option {
 	return func(c *config) { c.table = name }
 }
@@ -96,6 +112,11 @@ type Sink struct {
 	insertSQL  string
 	upsertSQL  string
 	selectSQL  string
+
+	recordSQL       string // a deletion into the deletions table
+	deleteThreadSQL string
+	deleteTenantSQL string
+	dropPosSQL      string
 
 	mu     sync.Mutex
 	conn   *pgx.Conn
@@ -122,6 +143,8 @@ func New(ctx context.Context, dsn string, opts ...Option) (*Sink, error) {
 	}
 	positions := append(pgx.Identifier{}, events...)
 	positions[len(positions)-1] += "_positions"
+	deletions := append(pgx.Identifier{}, events...)
+	deletions[len(deletions)-1] += "_deletions"
 
 	connConfig, err := pgx.ParseConfig(dsn)
 	if err != nil {
@@ -131,12 +154,18 @@ func New(ctx context.Context, dsn string, opts ...Option) (*Sink, error) {
 		connConfig: connConfig,
 		events:     events,
 		ident:      cfg.table,
-		ddl:        ddl(events.Sanitize(), positions.Sanitize()),
+		ddl:        ddl(events.Sanitize(), positions.Sanitize(), deletions.Sanitize()),
 		upgradeSQL: "ALTER TABLE " + events.Sanitize() + " ADD COLUMN IF NOT EXISTS meta_raw json",
 		lockKey:    "jetsession bridge " + cfg.table,
 		insertSQL:  insertSQL(events.Sanitize()),
 		upsertSQL:  upsertSQL(positions.Sanitize()),
 		selectSQL:  "SELECT tenant, ordinal FROM " + positions.Sanitize(),
+
+		recordSQL: "INSERT INTO " + deletions.Sanitize() + ` (tenant, thread, before_ordinal, deleted_at)
+VALUES ($1, $2, $3, $4) ON CONFLICT (tenant, thread, before_ordinal) DO NOTHING`,
+		deleteThreadSQL: "DELETE FROM " + events.Sanitize() + " WHERE tenant = $1 AND thread = $2 AND ordinal < $3",
+		deleteTenantSQL: "DELETE FROM " + events.Sanitize() + " WHERE tenant = $1 AND ordinal < $2",
+		dropPosSQL:      "DELETE FROM " + positions.Sanitize() + " WHERE tenant = $1 AND ordinal < $2",
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -170,9 +199,10 @@ func parseTable(name string) (pgx.Identifier, error) {
 	return pgx.Identifier(parts), nil
 }
 
-func ddl(events, positions string) string {
+func ddl(events, positions, deletions string) string {
 	return strings.NewReplacer(
 		"jetsession_events_positions", positions,
+		"jetsession_events_deletions", deletions,
 		"jetsession_events", events,
 	).Replace(Schema)
 }
@@ -318,6 +348,63 @@ func (s *Sink) insertRows(ctx context.Context, tx pgx.Tx, n int) error {
 	}
 	if _, err := tx.Exec(ctx, s.insertSQL); err != nil {
 		return fmt.Errorf("inserting %d rows: %w", n, err)
+	}
+	return nil
+}
+
+// Delete carries out deletions in one transaction: for each, in order, it
+// records the deletion in the deletions table (a deletion already there is
+// left as it is, applied_at included), deletes the rows of the thread, or
+// of the whole tenant, with an ordinal below Before, and for a tenant
+// deletion deletes the tenant's position when below Before; then it
+// advances the positions in pos as Write does. Applied again, a deletion
+// finds nothing to delete and is not recorded twice. Ordinals and
+// positions must fit in a bigint.
+func (s *Sink) Delete(ctx context.Context, ds []bridge.Deletion, pos bridge.Positions) error {
+	if len(ds) == 0 && len(pos) == 0 {
+		return nil
+	}
+	for i := range ds {
+		if ds[i].Before > math.MaxInt64 {
+			return fmt.Errorf("postgres: deletion of %q/%q: ordinal %d does not fit in bigint", ds[i].Tenant, ds[i].Thread, ds[i].Before)
+		}
+	}
+	tenants := make([]string, 0, len(pos))
+	ordinals := make([]int64, 0, len(pos))
+	for tenant, ordinal := range pos {
+		if ordinal > math.MaxInt64 {
+			return fmt.Errorf("postgres: position of tenant %s: ordinal %d does not fit in bigint", tenant, ordinal)
+		}
+		tenants = append(tenants, tenant)
+		ordinals = append(ordinals, int64(ordinal))
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	conn, err := s.connLocked(ctx)
+	if err != nil {
+		return err
+	}
+	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		// One round trip for the whole call: the statements run in order.
+		b := &pgx.Batch{}
+		for i := range ds {
+			d := &ds[i]
+			before := int64(d.Before)
+			b.Queue(s.recordSQL, d.Tenant, d.Thread, before, d.Time)
+			if d.Thread == "" {
+				b.Queue(s.deleteTenantSQL, d.Tenant, before)
+				b.Queue(s.dropPosSQL, d.Tenant, before)
+			} else {
+				b.Queue(s.deleteThreadSQL, d.Tenant, d.Thread, before)
+			}
+		}
+		if len(tenants) > 0 {
+			b.Queue(s.upsertSQL, tenants, ordinals)
+		}
+		return tx.SendBatch(ctx, b).Close()
+	})
+	if err != nil {
+		return fmt.Errorf("postgres: deleting from %s: %w", s.ident, err)
 	}
 	return nil
 }

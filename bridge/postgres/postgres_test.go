@@ -32,6 +32,10 @@ func TestConformance(t *testing.T) {
 			Stored: func(t *testing.T) []bridge.Row {
 				return storedRows(t, conn, postgres.DefaultTable)
 			},
+			Deletions: func(t *testing.T) []bridge.Deletion {
+				return storedDeletions(t, conn, postgres.DefaultTable+"_deletions")
+			},
+			Removes:       true,
 			// A trigger refuses writes to the positions table.
 			BreakCommits: func(t *testing.T) func() {
 				ctx := context.Background()
@@ -87,6 +91,28 @@ func storedRows(t *testing.T, conn *pgx.Conn, table string) []bridge.Row {
 			}
 		}
 		return row, nil
+	})
+	require.NoError(t, err)
+	return out
+}
+
+// storedDeletions reads the deletions table back.
+func storedDeletions(t *testing.T, conn *pgx.Conn, table string) []bridge.Deletion {
+	t.Helper()
+	ctx := context.Background()
+	var exists bool
+	require.NoError(t, conn.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", table).Scan(&exists))
+	if !exists {
+		return nil
+	}
+	rows, err := conn.Query(ctx, `SELECT tenant, thread, before_ordinal, deleted_at FROM `+table)
+	require.NoError(t, err)
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (bridge.Deletion, error) {
+		var d bridge.Deletion
+		var before int64
+		err := r.Scan(&d.Tenant, &d.Thread, &before, &d.Time)
+		d.Before = uint64(before)
+		return d, err
 	})
 	require.NoError(t, err)
 	return out

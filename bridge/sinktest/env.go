@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jetsession/jetsession/bridge"
 )
@@ -33,11 +34,17 @@ type env struct {
 	ctx context.Context
 
 	written map[key]bridge.Row // every row handed to Write
-	handed  bridge.Positions   // every position handed to Write, merged
+	// handed are the positions the sink must end up with: every position
+	// handed to Write and Delete, merged, without those that tenant
+	// deletions removed.
+	handed bridge.Positions
+	// ceiling is every position handed, merged: no position may go beyond.
+	ceiling   bridge.Positions
+	deletions []bridge.Deletion // every deletion handed to Delete, once, in order
 }
 
 func newEnv(t *testing.T, h Harness) *env {
-	return &env{t: t, h: h, ctx: t.Context(), written: map[key]bridge.Row{}, handed: bridge.Positions{}}
+	return &env{t: t, h: h, ctx: t.Context(), written: map[key]bridge.Row{}, handed: bridge.Positions{}, ceiling: bridge.Positions{}}
 }
 
 // sink is an open sink, and whether the suite closed it.
@@ -71,6 +78,156 @@ func (e *env) record(rows []bridge.Row, pos bridge.Positions) {
 		e.written[keyOf(&r)] = cloneRow(r)
 	}
 	e.handed = e.handed.Merge(pos)
+	e.ceiling = e.ceiling.Merge(pos)
+}
+
+// dkey identifies a deletion.
+type dkey struct {
+	tenant, thread string
+	before         uint64
+}
+
+func dkeyOf(d *bridge.Deletion) dkey { return dkey{d.Tenant, d.Thread, d.Before} }
+
+func (k dkey) String() string {
+	if k.thread == "" {
+		return fmt.Sprintf("tenant %q below %d", k.tenant, k.before)
+	}
+	return fmt.Sprintf("thread %q/%q below %d", k.tenant, k.thread, k.before)
+}
+
+// recordDeletions follows the contract of Delete: a tenant deletion
+// removes its tenant's position when below Before, then pos is merged.
+func (e *env) recordDeletions(ds []bridge.Deletion, pos bridge.Positions) {
+	for _, d := range ds {
+		if !slices.ContainsFunc(e.deletions, func(h bridge.Deletion) bool { return dkeyOf(&h) == dkeyOf(&d) }) {
+			e.deletions = append(e.deletions, d)
+		}
+		if o, ok := e.handed[d.Tenant]; ok && d.Thread == "" && o < d.Before {
+			e.handed = maps.Clone(e.handed)
+			delete(e.handed, d.Tenant)
+		}
+	}
+	e.handed = e.handed.Merge(pos)
+	e.ceiling = e.ceiling.Merge(pos)
+}
+
+// delete hands deletions and pos to s and fails the test on an error.
+func (e *env) delete(s *sink, ds []bridge.Deletion, pos bridge.Positions) {
+	e.t.Helper()
+	if err := e.tryDelete(s, ds, pos); err != nil {
+		e.t.Fatalf("Delete of %d deletions with positions %v: %v", len(ds), pos, err)
+	}
+}
+
+// tryDelete hands deletions and pos to s, which may fail: the deletions
+// may have been carried out anyway, so they count as handed.
+func (e *env) tryDelete(s *sink, ds []bridge.Deletion, pos bridge.Positions) error {
+	e.recordDeletions(ds, pos)
+	return s.Delete(e.ctx, slices.Clone(ds), pos)
+}
+
+// deletedBy returns the handed deletion that covers the row with key k.
+func (e *env) deletedBy(k key) (bridge.Deletion, bool) {
+	r := bridge.Row{Tenant: k.tenant, Thread: k.thread, Ordinal: k.ordinal}
+	for _, d := range e.deletions {
+		if d.Covers(&r) {
+			return d, true
+		}
+	}
+	return bridge.Deletion{}, false
+}
+
+// recorded reads back the deletions the storage records, and checks that
+// each is a deletion handed to the sink, intact.
+func (e *env) recorded() []bridge.Deletion {
+	e.t.Helper()
+	if e.h.Deletions == nil {
+		return nil
+	}
+	ds := e.h.Deletions(e.t)
+	for i := range ds {
+		got := &ds[i]
+		k := dkeyOf(got)
+		j := slices.IndexFunc(e.deletions, func(h bridge.Deletion) bool { return dkeyOf(&h) == k })
+		if j < 0 {
+			e.t.Errorf("the storage records a deletion never handed to the sink: %s", k)
+			continue
+		}
+		p := e.h.TimePrecision
+		if want := e.deletions[j].Time; !got.Time.Truncate(p).Equal(want.Truncate(p)) {
+			e.t.Errorf("the deletion of %s is recorded with the time %s, want %s (kept to %v)", k,
+				got.Time.UTC().Format(time.RFC3339Nano), want.UTC().Format(time.RFC3339Nano), p)
+		}
+	}
+	return ds
+}
+
+// visible returns the rows a reader of the storage sees: the rows stored,
+// checked as stored checks them, without those that a recorded deletion
+// covers. With Harness.Removes, no deletion is needed for that.
+func (e *env) visible() []bridge.Row {
+	e.t.Helper()
+	rows := e.stored()
+	ds := e.recorded()
+	return slices.DeleteFunc(rows, func(r bridge.Row) bool {
+		return slices.ContainsFunc(ds, func(d bridge.Deletion) bool { return d.Covers(&r) })
+	})
+}
+
+// requireGone checks that rows hold no row that one of ds covers; with
+// ds nil, no row that a deletion handed to the sink covers.
+func (e *env) requireGone(rows []bridge.Row, ds []bridge.Deletion, what string) {
+	e.t.Helper()
+	if ds == nil {
+		ds = e.deletions
+	}
+	var bad []string
+	for i := range rows {
+		for _, d := range ds {
+			if d.Covers(&rows[i]) {
+				bad = append(bad, fmt.Sprintf("%s (deleted: %s)", keyOf(&rows[i]), dkeyOf(&d)))
+				break
+			}
+		}
+	}
+	if len(bad) > 0 {
+		slices.Sort(bad)
+		e.t.Errorf("%s holds %d deleted rows: %s", what, len(bad), cut(bad))
+	}
+}
+
+// requireVisible checks that a reader sees every row written and not
+// deleted, exactly once, and no deleted row; with Harness.Removes, that
+// the storage holds no deleted row at all.
+func (e *env) requireVisible(when string) {
+	e.t.Helper()
+	if e.h.Removes {
+		e.requireGone(e.stored(), nil, "the storage "+when+" (the sink removes deleted rows)")
+	}
+	vis := e.visible()
+	e.requireGone(vis, nil, "what a reader sees "+when)
+	e.requireAll(vis)
+	e.requireDuplicatesAfter(vis, nil, true)
+}
+
+// requireRecordedOnce checks that no deletion is recorded twice.
+func (e *env) requireRecordedOnce(when string) {
+	e.t.Helper()
+	n := map[dkey]int{}
+	for _, d := range e.recorded() {
+		n[dkeyOf(&d)]++
+	}
+	var twice []string
+	for k, c := range n {
+		if c > 1 {
+			twice = append(twice, fmt.Sprintf("%s (%d times)", k, c))
+		}
+	}
+	if len(twice) > 0 {
+		slices.Sort(twice)
+		e.t.Errorf("deletions recorded more than once %s: %s", when, cut(twice))
+	}
 }
 
 // write hands rows and pos to s and fails the test on an error.
@@ -168,19 +325,25 @@ func (e *env) checkRow(got *bridge.Row) {
 	}
 }
 
-// requireAll checks that stored holds every row written.
+// requireAll checks that stored holds every row written that no deletion
+// handed to the sink covers.
 func (e *env) requireAll(stored []bridge.Row) {
 	e.t.Helper()
 	have := keys(stored)
 	var missing []string
+	live := 0
 	for k := range e.written {
+		if _, gone := e.deletedBy(k); gone {
+			continue
+		}
+		live++
 		if have[k] == 0 {
 			missing = append(missing, k.String())
 		}
 	}
 	if len(missing) > 0 {
 		slices.Sort(missing)
-		e.t.Fatalf("%d of %d rows written are not stored: %s", len(missing), len(e.written), cut(missing))
+		e.t.Fatalf("%d of %d rows written (and not deleted) are not stored: %s", len(missing), live, cut(missing))
 	}
 }
 
@@ -218,18 +381,21 @@ func (e *env) requireDuplicatesAfter(stored []bridge.Row, before bridge.Position
 }
 
 // requireCovered checks the promise of positions: every row written at or
-// below its tenant's position is stored. It also checks that no position
-// goes beyond what was handed to the sink.
+// below its tenant's position, and not deleted, is stored. It also checks
+// that no position goes beyond what was handed to the sink.
 func (e *env) requireCovered(stored []bridge.Row, pos bridge.Positions) {
 	e.t.Helper()
 	for t, o := range pos {
-		if o > e.handed[t] {
-			e.t.Errorf("position %d of tenant %q is past every position handed to the sink (%d)", o, t, e.handed[t])
+		if o > e.ceiling[t] {
+			e.t.Errorf("position %d of tenant %q is past every position handed to the sink (%d)", o, t, e.ceiling[t])
 		}
 	}
 	have := keys(stored)
 	var missing []string
 	for k := range e.written {
+		if _, gone := e.deletedBy(k); gone {
+			continue
+		}
 		if k.ordinal <= pos[k.tenant] && have[k] == 0 {
 			missing = append(missing, k.String())
 		}

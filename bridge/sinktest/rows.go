@@ -46,6 +46,37 @@ func (g *gen) rows(tenant string, n int) []bridge.Row {
 	return out
 }
 
+// threadRows returns a new row of tenant for each thread, in order.
+func (g *gen) threadRows(tenant string, threads ...string) []bridge.Row {
+	out := make([]bridge.Row, len(threads))
+	for i, th := range threads {
+		r := g.rows(tenant, 1)[0]
+		r.Thread = th
+		out[i] = r
+	}
+	return out
+}
+
+// deleteThread deletes a thread as the log does: the deletion takes the
+// tenant's next ordinal, and every row of the thread below it goes.
+func (g *gen) deleteThread(tenant, thread string) bridge.Deletion {
+	g.last[tenant]++
+	o := g.last[tenant]
+	return bridge.Deletion{Tenant: tenant, Thread: thread, Before: o, Time: deletionTime(o)}
+}
+
+// deleteTenant deletes a tenant as the log does: every row up to its last
+// ordinal goes, and the tenant created again continues from the next one.
+func (g *gen) deleteTenant(tenant string) bridge.Deletion {
+	o := g.last[tenant] + 1
+	return bridge.Deletion{Tenant: tenant, Before: o, Time: deletionTime(o)}
+}
+
+// deletionTime is a time with nanoseconds, different for each ordinal.
+func deletionTime(o uint64) time.Time {
+	return base.Add(time.Duration(o)*1003*time.Millisecond + 987*time.Nanosecond)
+}
+
 // skip moves a tenant's sequence on, as events the sink never sees would.
 func (g *gen) skip(tenant string, to uint64) { g.last[tenant] = max(g.last[tenant], to) }
 

@@ -6,7 +6,7 @@
 //
 // A sink package runs it in one test, with a harness that opens the sink on
 // fresh storage, reopens it on the same storage, and reads back what it
-// stored:
+// stored and the deletions it recorded:
 //
 //	func TestConformance(t *testing.T) {
 //		sinktest.Run(t, func(t *testing.T) sinktest.Harness {
@@ -25,6 +25,13 @@
 //						t.Fatal(err)
 //					}
 //					return rows
+//				},
+//				Deletions: func(t *testing.T) []bridge.Deletion {
+//					ds, err := mysink.ReadDeletions(dir)
+//					if err != nil {
+//						t.Fatal(err)
+//					}
+//					return ds
 //				},
 //			}
 //		})
@@ -54,7 +61,28 @@
 //   - tenants that differ only in case keep their own rows and positions;
 //   - metadata at the engine's limits round-trips;
 //   - times from year 1 to 9999 round-trip at the sink's precision;
-//   - ordinals up to 2^63-1 round-trip in rows and positions.
+//   - ordinals up to 2^63-1 round-trip in rows and positions;
+//   - a thread deletion removes or records the thread's rows below its
+//     ordinal, and later rows of the thread stay;
+//   - a tenant deletion removes or records every row of the tenant and its
+//     position, and the tenant created again starts afresh;
+//   - a deletion applied again (at once, twice in one call, after the
+//     thread and tenant lived again, after a restart) changes nothing and
+//     is not recorded twice;
+//   - a deletion's positions are committed with it, never before it is
+//     durable: after a crash, what the committed positions cover is
+//     deleted for good, and resuming after them completes the deletions;
+//   - rows of other threads and tenants are untouched by a deletion (names
+//     that differ in case, by a prefix, or by LIKE wildcards, keys at the
+//     limits);
+//   - a failed deletion commit is reported, and the retried deletion
+//     completes it, recorded once (when the harness can break commits).
+//
+// For the deletion rules, what a reader sees is what Stored returns
+// without the rows that a deletion returned by Harness.Deletions covers
+// (bridge.Deletion's Covers), the anti-join that the readers of a file sink
+// run; a sink that takes rows out of its storage says so with
+// Harness.Removes, and is then checked to hold none of them.
 //
 // "Round-trip" compares every row read back with the row written with the
 // same key (tenant, thread, ordinal): tenant, thread, ordinal, ID and type
@@ -89,6 +117,20 @@ type Harness struct {
 	// times as it is stored. It reads the storage itself (files, tables),
 	// not through a sink, and Run calls it while a sink is open too.
 	Stored func(t *testing.T) []bridge.Row
+
+	// Deletions returns every deletion the storage durably records, in any
+	// order, each as many times as it is recorded, reading the storage
+	// itself as Stored does (a deletions file, a table, the deletion lines
+	// of a stream). A reader of the storage leaves out the rows they
+	// cover. Nil means the sink records no deletion, so that it passes the
+	// deletion rules only if it removes the rows (Removes).
+	Deletions func(t *testing.T) []bridge.Deletion
+
+	// Removes reports that the sink takes the rows a deletion covers out
+	// of its storage, as a database can: once the deletion's positions are
+	// committed, Stored returns none of them. Otherwise a sink may keep
+	// rows it already wrote and record the deletion instead, as files do.
+	Removes bool
 
 	// BreakCommits, if not nil, makes the storage refuse to commit
 	// positions from now until repair is called, as a full disk or a
@@ -154,4 +196,10 @@ var rules = []rule{
 	{"metadata at the engine's limits round-trips exactly", metadataAtTheLimits},
 	{"times from year 1 to 9999 round-trip at the sink's precision", timesRoundTrip},
 	{"ordinals up to 2^63-1 round-trip in rows and positions", ordinalsRoundTrip},
+	{"a thread deletion removes or records the thread's rows below its ordinal, and later rows of the thread stay", threadDeletion},
+	{"a tenant deletion removes or records every row of the tenant and its position", tenantDeletion},
+	{"a deletion applied again changes nothing and is not recorded twice", deletionIsIdempotent},
+	{"a deletion's positions are committed with it, never before it is durable", deletionCommitsWithPositions},
+	{"rows of other threads and tenants are untouched by a deletion", deletionTouchesNothingElse},
+	{"a failed deletion commit is reported, and the retried deletion completes it, recorded once", failedDeletionCommit},
 }

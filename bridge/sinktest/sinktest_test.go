@@ -20,22 +20,26 @@ import (
 
 // store is the storage of memSink: what survives a crash.
 type store struct {
-	mu     sync.Mutex
-	rows   []bridge.Row
-	pos    bridge.Positions
-	broken bool
+	mu        sync.Mutex
+	rows      []bridge.Row
+	pos       bridge.Positions
+	deletions []bridge.Deletion
+	gone      map[[2]string]bool // deleted threads, for one flaw
+	broken    bool
 }
 
 var errRefused = errors.New("commits refused")
 
 // memSink is a reference sink keeping rows in memory: it buffers them until
-// Flush, like the Parquet sink, and may be given one flaw, to show that the
+// Flush, like the Parquet sink, records deletions at once and drops the
+// buffered rows they cover, and may be given one flaw, to show that the
 // suite catches it.
 type memSink struct {
 	st      *store
 	flaw    string
 	buf     []bridge.Row
-	pending bridge.Positions // committed merged with every Write
+	pending bridge.Positions  // committed merged with every Write and Delete
+	dels    []bridge.Deletion // deletions not yet recorded, for one flaw
 }
 
 func (s *memSink) Name() string { return "memory" }
@@ -49,6 +53,12 @@ func (s *memSink) Positions(context.Context) (bridge.Positions, error) {
 func (s *memSink) Write(_ context.Context, rows []bridge.Row, pos bridge.Positions) error {
 	for _, r := range rows {
 		if r.Ordinal <= s.pending[r.Tenant] && s.flaw != "stores rows delivered again" {
+			continue
+		}
+		s.st.mu.Lock()
+		gone := s.st.gone[[2]string{r.Tenant, r.Thread}]
+		s.st.mu.Unlock()
+		if gone {
 			continue
 		}
 		if s.flaw != "keeps the caller's rows" {
@@ -80,11 +90,53 @@ func (s *memSink) Write(_ context.Context, rows []bridge.Row, pos bridge.Positio
 	return nil
 }
 
+func (s *memSink) Delete(_ context.Context, ds []bridge.Deletion, pos bridge.Positions) error {
+	s.st.mu.Lock()
+	defer s.st.mu.Unlock()
+	for _, d := range ds {
+		if d.Thread != "" && s.flaw == "ignores thread deletions" {
+			continue
+		}
+		s.buf = slices.DeleteFunc(s.buf, func(r bridge.Row) bool { return d.Covers(&r) })
+		switch s.flaw {
+		case "deletes the thread in every tenant":
+			s.st.rows = slices.DeleteFunc(s.st.rows, func(r bridge.Row) bool {
+				return d.Thread != "" && r.Thread == d.Thread && r.Ordinal < d.Before
+			})
+		case "refuses the thread's next life":
+			if d.Thread != "" {
+				s.st.gone[[2]string{d.Tenant, d.Thread}] = true
+			}
+		}
+		recorded := slices.ContainsFunc(slices.Concat(s.st.deletions, s.dels), func(r bridge.Deletion) bool {
+			return r.Tenant == d.Tenant && r.Thread == d.Thread && r.Before == d.Before
+		})
+		switch {
+		case recorded && s.flaw != "records a deletion applied again":
+		case s.flaw == "commits a deletion's positions before it is durable":
+			s.dels = append(s.dels, d) // recorded by the next Flush
+		default:
+			s.st.deletions = append(s.st.deletions, d)
+		}
+		if o, ok := s.pending[d.Tenant]; ok && d.Thread == "" && s.flaw != "keeps a deleted tenant's position" &&
+			(o < d.Before || s.flaw == "removes a tenant's position whenever its deletion is applied again") {
+			delete(s.pending, d.Tenant)
+		}
+	}
+	s.pending = s.pending.Merge(pos)
+	if s.flaw == "commits a deletion's positions before it is durable" {
+		s.st.pos = maps.Clone(s.pending)
+	}
+	return nil
+}
+
 func (s *memSink) Flush(context.Context) error {
 	s.st.mu.Lock()
 	defer s.st.mu.Unlock()
 	s.st.rows = append(s.st.rows, s.buf...)
 	s.buf = nil
+	s.st.deletions = append(s.st.deletions, s.dels...)
+	s.dels = nil
 	if s.st.broken {
 		if s.flaw == "ignores a failed commit" {
 			return nil
@@ -94,10 +146,10 @@ func (s *memSink) Flush(context.Context) error {
 	switch s.flaw {
 	case "moves positions back":
 		maps.Copy(s.st.pos, s.pending)
-	case "forgets tenants not written again":
-		s.st.pos = maps.Clone(s.pending)
 	default:
-		s.st.pos = s.st.pos.Merge(s.pending)
+		// pending starts from the committed positions: a tenant deletion
+		// is the one way a position goes.
+		s.st.pos = maps.Clone(s.pending)
 	}
 	return nil
 }
@@ -111,7 +163,7 @@ func (s *memSink) Close(ctx context.Context) error {
 
 func memHarness(flaw string) func(t *testing.T) sinktest.Harness {
 	return func(t *testing.T) sinktest.Harness {
-		st := &store{pos: bridge.Positions{}}
+		st := &store{pos: bridge.Positions{}, gone: map[[2]string]bool{}}
 		return sinktest.Harness{
 			Open: func(t *testing.T) bridge.Sink {
 				st.mu.Lock()
@@ -126,6 +178,11 @@ func memHarness(flaw string) func(t *testing.T) sinktest.Harness {
 				st.mu.Lock()
 				defer st.mu.Unlock()
 				return slices.Clone(st.rows)
+			},
+			Deletions: func(t *testing.T) []bridge.Deletion {
+				st.mu.Lock()
+				defer st.mu.Unlock()
+				return slices.Clone(st.deletions)
 			},
 			BreakCommits: func(t *testing.T) func() {
 				st.mu.Lock()
@@ -170,6 +227,14 @@ func TestSuiteCatchesFlaws(t *testing.T) {
 		"replaces invalid UTF-8":             "other payloads round-trip byte for byte: binary, invalid UTF-8, text, empty, 1 MiB",
 		"drops NUL characters from metadata": "metadata at the engine's limits round-trips exactly",
 		"keeps the caller's rows":            "rows handed to Write may be reused by the caller once it returns",
+
+		"ignores thread deletions":                                           "a thread deletion removes or records the thread's rows below its ordinal, and later rows of the thread stay",
+		"refuses the thread's next life":                                     "a thread deletion removes or records the thread's rows below its ordinal, and later rows of the thread stay",
+		"keeps a deleted tenant's position":                                  "a tenant deletion removes or records every row of the tenant and its position",
+		"records a deletion applied again":                                   "a deletion applied again changes nothing and is not recorded twice",
+		"removes a tenant's position whenever its deletion is applied again": "a deletion applied again changes nothing and is not recorded twice",
+		"commits a deletion's positions before it is durable":                "a deletion's positions are committed with it, never before it is durable",
+		"deletes the thread in every tenant":                                 "rows of other threads and tenants are untouched by a deletion",
 	} {
 		t.Run(flaw, func(t *testing.T) {
 			t.Parallel()
