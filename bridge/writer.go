@@ -80,11 +80,6 @@ type stuckTenant struct {
 	released chan struct{}
 }
 
-// deleter is a sink that can carry out deletions.
-type deleter interface {
-	Delete(ctx context.Context, d []Deletion, pos Positions) error
-}
-
 // batchLoop collects items into batches until ctx ends, then hands over the
 // last partial batch. One writer goroutine hands batches to the sink in
 // order while the next batch fills, so reading and writing overlap. A
@@ -265,12 +260,7 @@ func (b *Bridge) apply(ctx context.Context, bt batch) error {
 	start := time.Now()
 	var err error
 	if len(bt.deletions) > 0 {
-		d, ok := b.cfg.Sink.(deleter)
-		if !ok {
-			err = fmt.Errorf("bridge: the %s sink cannot carry out deletions", b.cfg.Sink.Name())
-		} else {
-			err = d.Delete(wctx, bt.deletions, bt.pos)
-		}
+		err = b.cfg.Sink.Delete(wctx, bt.deletions, bt.pos)
 	} else {
 		err = b.cfg.Sink.Write(wctx, bt.rows, bt.pos)
 	}

@@ -161,8 +161,8 @@ func serverStatus(m *nats.Msg) (string, bool) {
 }
 
 // serverMessage verifies a message reply (see above) and returns what the
-// server says of it. filter is the subject, or a filter ending in ".*",
-// that the request asked for.
+// server says of it. filter is the subject, or a filter ending in ".*" or
+// ".>", that the request asked for.
 func serverMessage(m *nats.Msg, stream, filter string, prev uint64) (*served, bool) {
 	h := m.Header
 	if h == nil {
@@ -214,6 +214,10 @@ func rawHeaderLen(m *nats.Msg) int {
 }
 
 func inFilter(subject, filter string) bool {
+	if prefix, ok := strings.CutSuffix(filter, ".>"); ok {
+		rest, ok := strings.CutPrefix(subject, prefix+".")
+		return ok && rest != ""
+	}
 	if prefix, ok := strings.CutSuffix(filter, ".*"); ok {
 		rest, ok := strings.CutPrefix(subject, prefix+".")
 		return ok && rest != "" && !strings.Contains(rest, ".")
