@@ -37,7 +37,7 @@ func TestConformance(t *testing.T) {
 			Deletions: func(t *testing.T) []bridge.Deletion {
 				return storedDeletions(t, conn, postgres.DefaultTable+"_deletions")
 			},
-			Removes:       true,
+			Removes: true,
 			// A trigger refuses writes to the positions table.
 			BreakCommits: func(t *testing.T) func() {
 				ctx := context.Background()
