@@ -333,8 +333,9 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 // where they are. When the positions cannot be saved, Delete fails but
 // the deletions stay recorded; the retry does not record them again, and
 // saves the positions. A writer that crashes between writing a deletion
-// line and recording it writes the line again after the restart, as it
-// may rows after its positions: never none.
+// line and recording it, or fails to record it, writes the line again
+// after the restart or on the retry, as it may rows after its positions:
+// a reader may see a deletion line twice, never none.
 func (s *Sink) Delete(ctx context.Context, ds []bridge.Deletion, pos bridge.Positions) error {
 	if err := ctx.Err(); err != nil {
 		return err

@@ -6,12 +6,16 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/jetsession/jetsession/bridge"
@@ -265,4 +269,144 @@ func TestBadConfigurationIsRefused(t *testing.T) {
 	require.NoError(t, os.WriteFile(damaged, []byte("{"), 0o644))
 	_, err = jsonl.NewWriter(&bytes.Buffer{}, damaged)
 	require.ErrorContains(t, err, "damaged")
+}
+
+func TestWriterWritesDeletionLines(t *testing.T) {
+	var out bytes.Buffer
+	posPath := filepath.Join(t.TempDir(), "state", "pos.json")
+	s, err := jsonl.NewWriter(&out, posPath)
+	require.NoError(t, err)
+	ctx := context.Background()
+	require.NoError(t, s.Write(ctx, rows("acme", 1, 3), bridge.Positions{"acme": 3}))
+	require.NoError(t, s.Write(ctx, rows("globex", 1, 2), bridge.Positions{"globex": 2}))
+	at := time.Date(2026, 12, 1, 21, 35, 54, 524506186, time.UTC)
+	ds := []bridge.Deletion{{Tenant: "acme", Thread: "t", Before: 4, Time: at}, {Tenant: "globex", Before: 3, Time: at}}
+	require.NoError(t, s.Delete(ctx, ds, bridge.Positions{"acme": 4}))
+	require.NoError(t, s.Delete(ctx, ds, bridge.Positions{"acme": 4}), "applied again")
+
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	require.Len(t, lines, 7, "5 rows and 2 deletions, each once")
+	assert.Equal(t, `{"deletion":{"tenant":"acme","thread":"t","before":4,"time":"2026-12-01T21:35:54.524506186Z"}}`, lines[5])
+	assert.Equal(t, `{"deletion":{"tenant":"globex","thread":"","before":3,"time":"2026-12-01T21:35:54.524506186Z"}}`, lines[6])
+
+	// Read passes over the deletion lines, ReadLines returns them in place.
+	assert.Len(t, collectBuffer(t, &out), 5)
+	var kinds []string
+	for l, err := range jsonl.ReadLines(bytes.NewReader(out.Bytes())) {
+		require.NoError(t, err)
+		if l.Deletion != nil {
+			kinds = append(kinds, "deletion of "+l.Deletion.Tenant)
+			assert.Zero(t, l.Row.Ordinal)
+		} else {
+			kinds = append(kinds, "row of "+l.Row.Tenant)
+		}
+	}
+	assert.Equal(t, []string{"row of acme", "row of acme", "row of acme", "row of globex", "row of globex",
+		"deletion of acme", "deletion of globex"}, kinds)
+
+	pos, err := s.Positions(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, bridge.Positions{"acme": 4}, pos, "the deleted tenant has no position")
+
+	// The deletions it wrote are kept beside the positions file: a new
+	// writer does not write them again.
+	side := filepath.Join(filepath.Dir(posPath), "pos.deletions.jsonl")
+	assert.Equal(t, side, jsonl.WriterDeletionsPath(posPath))
+	recorded, err := bridge.ReadDeletionFile(side)
+	require.NoError(t, err)
+	assert.Len(t, recorded, 2)
+	again, err := jsonl.NewWriter(&out, posPath)
+	require.NoError(t, err)
+	require.NoError(t, again.Delete(ctx, ds, nil))
+	assert.Len(t, strings.Split(strings.TrimSpace(out.String()), "\n"), 7)
+}
+
+func TestWriterDeletionsPath(t *testing.T) {
+	assert.Equal(t, filepath.Join("data", "bridge", "jsonl-stdout-positions.deletions.jsonl"),
+		jsonl.WriterDeletionsPath(filepath.Join("data", "bridge", "jsonl-stdout-positions.json")))
+	assert.Equal(t, "pos.deletions.jsonl", jsonl.WriterDeletionsPath("pos"))
+}
+
+// A writer whose stream refuses the deletion line records nothing and
+// saves no position: the retry writes the line.
+func TestWriterRecoversFromAFailedDeletion(t *testing.T) {
+	var out bytes.Buffer
+	w := &failingWriter{Writer: &out}
+	posPath := filepath.Join(t.TempDir(), "pos.json")
+	s, err := jsonl.NewWriter(w, posPath)
+	require.NoError(t, err)
+	ctx := context.Background()
+	require.NoError(t, s.Write(ctx, rows("acme", 1, 2), bridge.Positions{"acme": 2}))
+	d := bridge.Deletion{Tenant: "acme", Thread: "t", Before: 3}
+	w.fail = true
+	require.ErrorContains(t, s.Delete(ctx, []bridge.Deletion{d}, bridge.Positions{"acme": 3}), "disk full")
+	pos, err := s.Positions(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, bridge.Positions{"acme": 2}, pos)
+	recorded, err := bridge.ReadDeletionFile(jsonl.WriterDeletionsPath(posPath))
+	require.NoError(t, err)
+	assert.Empty(t, recorded)
+
+	w.fail = false
+	require.NoError(t, s.Delete(ctx, []bridge.Deletion{d}, bridge.Positions{"acme": 3}))
+	assert.Equal(t, 1, strings.Count(out.String(), `{"deletion":`))
+	pos, err = s.Positions(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, bridge.Positions{"acme": 3}, pos)
+}
+
+func TestFilesRecordDeletions(t *testing.T) {
+	dir := t.TempDir()
+	s, err := jsonl.NewFiles(dir)
+	require.NoError(t, err)
+	b, err := os.ReadFile(filepath.Join(dir, jsonl.DeletionsFile))
+	require.NoError(t, err, "the deletions file exists from the start, for readers")
+	assert.Empty(t, b)
+	ctx := context.Background()
+	require.NoError(t, s.Write(ctx, rows("acme", 1, 3), bridge.Positions{"acme": 3}))
+	at := time.Date(2026, 12, 1, 21, 35, 54, 524506186, time.UTC)
+	require.NoError(t, s.Delete(ctx, []bridge.Deletion{{Tenant: "acme", Thread: "t", Before: 4, Time: at}}, bridge.Positions{"acme": 4}))
+	b, err = os.ReadFile(filepath.Join(dir, jsonl.DeletionsFile))
+	require.NoError(t, err)
+	assert.Equal(t, `{"tenant":"acme","thread":"t","before":4,"time":"2026-12-01T21:35:54.524506186Z"}`+"\n", string(b))
+	assert.Len(t, collect(t, jsonl.ReadFiles(dir)), 3, "lines already written stay; readers leave them out")
+	ds, err := jsonl.ReadDeletions(dir)
+	require.NoError(t, err)
+	require.Len(t, ds, 1)
+	require.NoError(t, s.Close(ctx))
+	require.ErrorIs(t, s.Delete(ctx, ds, nil), jsonl.ErrClosed)
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	require.ErrorIs(t, s.Delete(cancelled, ds, nil), context.Canceled)
+}
+
+// TestDuckDBLeavesOutDeletedLines runs the README's query over a folder of
+// JSON lines with the duckdb command, when it is installed.
+func TestDuckDBLeavesOutDeletedLines(t *testing.T) {
+	duckdb, err := exec.LookPath("duckdb")
+	if err != nil {
+		t.Skip("duckdb is not on PATH; skipping the DuckDB deletion query test")
+	}
+	dir := t.TempDir()
+	s, err := jsonl.NewFiles(dir)
+	require.NoError(t, err)
+	ctx := context.Background()
+	batch := append(rows("acme", 1, 3), rows("globex", 1, 2)...)
+	batch[1].Thread = "u"
+	require.NoError(t, s.Write(ctx, batch, bridge.Positions{"acme": 3, "globex": 2}))
+	require.NoError(t, s.Delete(ctx, []bridge.Deletion{{Tenant: "acme", Thread: "t", Before: 4}, {Tenant: "globex", Before: 3}},
+		bridge.Positions{"acme": 4}))
+	require.NoError(t, s.Write(ctx, rows("acme", 5, 1), bridge.Positions{"acme": 5}))
+	require.NoError(t, s.Close(ctx))
+	query := fmt.Sprintf(`SELECT e.tenant, e.thread, e.ordinal
+FROM read_json('%[1]s/events-*.jsonl', format = 'newline_delimited') AS e
+WHERE NOT EXISTS (
+  SELECT 1
+  FROM read_json('%[1]s/deletions.jsonl', format = 'newline_delimited',
+                 columns = {'tenant': 'VARCHAR', 'thread': 'VARCHAR', 'before': 'UBIGINT', 'time': 'TIMESTAMPTZ'}) AS d
+  WHERE d.tenant = e.tenant AND (d.thread = '' OR d.thread = e.thread) AND e.ordinal < d.before)
+ORDER BY ALL;`, filepath.ToSlash(dir))
+	out, err := exec.Command(duckdb, "-csv", "-noheader", "-c", query).CombinedOutput()
+	require.NoError(t, err, string(out))
+	assert.Equal(t, "acme,t,5\nacme,u,2\n", string(out))
 }

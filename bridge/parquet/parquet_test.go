@@ -585,3 +585,107 @@ func TestDuckDB(t *testing.T) {
 	// 30 hourly rows from 22:00 UTC span three dates; half have metadata.
 	assert.Equal(t, "A/B,30,3,1,30,TIMESTAMP WITH TIME ZONE,15\nacme,30,3,1,30,TIMESTAMP WITH TIME ZONE,15\n", string(out))
 }
+
+// Rows still buffered when their thread or tenant is deleted are never
+// written, and dropping them frees their room in the buffer.
+func TestDeleteDropsBufferedRows(t *testing.T) {
+	dir := t.TempDir()
+	s := newSink(t, dir, pqsink.WithMaxRows(10), pqsink.WithMaxAge(time.Hour))
+	rows, pos := makeRows([]string{"acme", "globex"}, 1, 4) // 8 rows, buffered
+	require.NoError(t, s.Write(ctx, rows, pos))
+	require.Empty(t, readFiles(t, dir))
+	dThread := bridge.Deletion{Tenant: "acme", Thread: "thread-0", Before: 5, Time: time.Unix(1700000000, 1).UTC()}
+	dTenant := bridge.Deletion{Tenant: "globex", Before: 5, Time: time.Unix(1700000001, 2).UTC()}
+	require.NoError(t, s.Delete(ctx, []bridge.Deletion{dThread, dTenant}, bridge.Positions{"acme": 5}))
+	// 2 rows of acme are left: 7 more stay below the limit of 10 rows.
+	more, _ := makeRows([]string{"acme"}, 6, 7)
+	require.NoError(t, s.Write(ctx, more, bridge.Positions{"acme": 12}))
+	assert.Empty(t, readFiles(t, dir), "the dropped rows still count against the buffer limit")
+	last, _ := makeRows([]string{"acme"}, 13, 1)
+	require.NoError(t, s.Write(ctx, last, bridge.Positions{"acme": 13}))
+	files := readFiles(t, dir)
+	require.NotEmpty(t, files, "10 rows reach the limit")
+
+	var want []bridge.Row
+	for _, r := range slices.Concat(rows, more, last) {
+		if !dThread.Covers(&r) && !dTenant.Covers(&r) {
+			want = append(want, r)
+		}
+	}
+	require.Len(t, want, 10)
+	assert.Equal(t, wantAll(want), normalize(allRows(files)), "no deleted row reaches a file")
+	b, err := os.ReadFile(filepath.Join(dir, pqsink.DeletionsFile))
+	require.NoError(t, err)
+	assert.Equal(t, `{"tenant":"acme","thread":"thread-0","before":5,"time":"2023-11-14T22:13:20.000000001Z"}`+"\n"+
+		`{"tenant":"globex","thread":"","before":5,"time":"2023-11-14T22:13:21.000000002Z"}`+"\n", string(b))
+	saved, err := s.Positions(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, bridge.Positions{"acme": 13}, saved, "the deleted tenant has no position")
+}
+
+// The deletions are durable when Delete returns; the positions follow at
+// the next flush, as those of Write do.
+func TestDeleteRecordsAtOnceAndSavesPositionsOnFlush(t *testing.T) {
+	dir := t.TempDir()
+	s := newSink(t, dir, pqsink.WithMaxAge(time.Hour))
+	rows, pos := makeRows([]string{"acme"}, 1, 4)
+	require.NoError(t, s.Write(ctx, rows, pos))
+	require.NoError(t, s.Flush(ctx))
+	more, _ := makeRows([]string{"acme"}, 5, 2)
+	require.NoError(t, s.Write(ctx, more, bridge.Positions{"acme": 6}))
+	d := bridge.Deletion{Tenant: "acme", Thread: "thread-1", Before: 7, Time: time.Now()}
+	require.NoError(t, s.Delete(ctx, []bridge.Deletion{d}, bridge.Positions{"acme": 7}))
+	ds, err := pqsink.ReadDeletions(dir)
+	require.NoError(t, err)
+	require.Len(t, ds, 1)
+	assert.Equal(t, d.Before, ds[0].Before)
+	saved, err := s.Positions(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, bridge.Positions{"acme": 4}, saved, "the buffered rows are not durable yet")
+	require.NoError(t, s.Flush(ctx))
+	saved, err = s.Positions(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, bridge.Positions{"acme": 7}, saved)
+
+	require.NoError(t, s.Close(ctx))
+	assert.ErrorIs(t, s.Delete(ctx, []bridge.Deletion{d}, nil), pqsink.ErrClosed)
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	assert.ErrorIs(t, newSink(t, dir).Delete(cancelled, []bridge.Deletion{d}, nil), context.Canceled)
+}
+
+// TestDuckDBLeavesOutDeletedRows runs the README's query with the duckdb
+// command, when it is installed.
+func TestDuckDBLeavesOutDeletedRows(t *testing.T) {
+	duckdb, err := exec.LookPath("duckdb")
+	if err != nil {
+		t.Skip("duckdb is not on PATH; skipping the DuckDB deletion query test")
+	}
+	dir := t.TempDir()
+	s := newSink(t, dir)
+	query := fmt.Sprintf(`SELECT e.tenant, e.thread, count(*)
+FROM read_parquet('%[1]s/tenant_key=*/date=*/*.parquet', hive_partitioning = true) AS e
+WHERE NOT EXISTS (
+  SELECT 1
+  FROM read_json('%[1]s/_deletions.jsonl', format = 'newline_delimited',
+                 columns = {'tenant': 'VARCHAR', 'thread': 'VARCHAR', 'before': 'UBIGINT', 'time': 'TIMESTAMPTZ'}) AS d
+  WHERE d.tenant = e.tenant AND (d.thread = '' OR d.thread = e.thread) AND e.ordinal < d.before)
+GROUP BY ALL ORDER BY ALL;`, filepath.ToSlash(dir))
+	rows, pos := makeRows([]string{"acme", "globex"}, 1, 6)
+	require.NoError(t, s.Write(ctx, rows, pos))
+	require.NoError(t, s.Flush(ctx))
+	out, err := exec.Command(duckdb, "-csv", "-noheader", "-c", query).CombinedOutput()
+	require.NoError(t, err, "the query runs on an empty deletions file: %s", out)
+	assert.Equal(t, "acme,thread-0,2\nacme,thread-1,2\nacme,thread-2,2\nglobex,thread-0,2\nglobex,thread-1,2\nglobex,thread-2,2\n", string(out))
+
+	require.NoError(t, s.Delete(ctx, []bridge.Deletion{
+		{Tenant: "acme", Thread: "thread-1", Before: 7, Time: time.Now()},
+		{Tenant: "globex", Before: 7, Time: time.Now()},
+	}, bridge.Positions{"acme": 7}))
+	more, _ := makeRows([]string{"acme"}, 8, 2) // thread-0 and thread-1 live on
+	require.NoError(t, s.Write(ctx, more, bridge.Positions{"acme": 9}))
+	require.NoError(t, s.Close(ctx))
+	out, err = exec.Command(duckdb, "-csv", "-noheader", "-c", query).CombinedOutput()
+	require.NoError(t, err, string(out))
+	assert.Equal(t, "acme,thread-0,3\nacme,thread-1,1\nacme,thread-2,2\n", string(out))
+}

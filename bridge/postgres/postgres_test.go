@@ -3,7 +3,9 @@ package postgres_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -525,4 +527,146 @@ func TestBadDSN(t *testing.T) {
 
 	_, err = postgres.New(ctx, "postgres://postgres@127.0.0.1:1/none?connect_timeout=2")
 	require.ErrorContains(t, err, "postgres: connecting")
+}
+
+// deletionRow is a row of the deletions table.
+type deletionRow struct {
+	Tenant, Thread string
+	Before         int64
+	DeletedAt      time.Time
+	AppliedAt      time.Time
+}
+
+func readDeletions(t *testing.T, conn *pgx.Conn, table string) []deletionRow {
+	t.Helper()
+	rows, err := conn.Query(context.Background(), `SELECT tenant, thread, before_ordinal, deleted_at, applied_at
+		FROM `+table+` ORDER BY tenant, thread, before_ordinal`)
+	require.NoError(t, err)
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (deletionRow, error) {
+		var d deletionRow
+		err := r.Scan(&d.Tenant, &d.Thread, &d.Before, &d.DeletedAt, &d.AppliedAt)
+		return d, err
+	})
+	require.NoError(t, err)
+	return out
+}
+
+func TestDeleteRemovesRowsAndRecordsTheDeletion(t *testing.T) {
+	t.Parallel()
+	s, dsn := newSinkDSN(t)
+	conn := connect(t, dsn)
+	ctx := context.Background()
+	rows := slices.Concat(someRows("a", "x", 1, 5), someRows("a", "y", 6, 5), someRows("b", "x", 1, 5), someRows("b2", "x", 1, 2))
+	require.NoError(t, s.Write(ctx, rows, bridge.Positions{"a": 10, "b": 5, "b2": 2}))
+
+	at := time.Date(2026, 12, 1, 21, 35, 54, 524506186, time.UTC)
+	start := time.Now().Add(-time.Minute)
+	ds := []bridge.Deletion{{Tenant: "a", Thread: "x", Before: 11, Time: at}, {Tenant: "b", Before: 6, Time: at.Add(time.Second)}}
+	require.NoError(t, s.Delete(ctx, ds, bridge.Positions{"a": 11}))
+	got := readRows(t, conn, "jetsession_events")
+	var left []string
+	for _, r := range got {
+		left = append(left, fmt.Sprintf("%s/%s/%d", r.Tenant, r.Thread, r.Ordinal))
+	}
+	assert.Equal(t, []string{"a/y/6", "a/y/7", "a/y/8", "a/y/9", "a/y/10", "b2/x/1", "b2/x/2"}, left)
+	assert.Equal(t, bridge.Positions{"a": 11, "b2": 2}, positions(t, s), "the deleted tenant has no position")
+	recorded := readDeletions(t, conn, "jetsession_events_deletions")
+	require.Len(t, recorded, 2)
+	assert.Equal(t, []any{"a", "x", int64(11)}, []any{recorded[0].Tenant, recorded[0].Thread, recorded[0].Before})
+	assert.Equal(t, []any{"b", "", int64(6)}, []any{recorded[1].Tenant, recorded[1].Thread, recorded[1].Before})
+	assert.True(t, recorded[0].DeletedAt.Equal(at.Truncate(time.Microsecond)), "deleted_at %v", recorded[0].DeletedAt)
+	assert.True(t, recorded[0].AppliedAt.After(start), "applied_at %v", recorded[0].AppliedAt)
+
+	// The thread and the tenant live again; applying the deletions again
+	// leaves their new rows, their new position and the records alone.
+	require.NoError(t, s.Write(ctx, slices.Concat(someRows("a", "x", 12, 2), someRows("b", "x", 6, 2)), bridge.Positions{"a": 13, "b": 7}))
+	require.NoError(t, s.Delete(ctx, ds, bridge.Positions{"a": 11}))
+	assert.Equal(t, 11, count(t, conn, "jetsession_events"))
+	assert.Equal(t, bridge.Positions{"a": 13, "b": 7, "b2": 2}, positions(t, s))
+	assert.Equal(t, recorded, readDeletions(t, conn, "jetsession_events_deletions"), "applied_at included")
+
+	require.NoError(t, s.Delete(ctx, nil, nil), "nothing to do")
+	require.NoError(t, s.Delete(ctx, nil, bridge.Positions{"c": 4}), "positions only")
+	assert.Equal(t, uint64(4), positions(t, s)["c"])
+}
+
+// The deletions, the rows and the positions are one transaction: when the
+// positions cannot be saved, no row is deleted and nothing is recorded.
+func TestFailedDeleteCommitsNothing(t *testing.T) {
+	t.Parallel()
+	s, dsn := newSinkDSN(t)
+	conn := connect(t, dsn)
+	ctx := context.Background()
+	require.NoError(t, s.Write(ctx, slices.Concat(someRows("a", "x", 1, 5), someRows("b", "x", 1, 5)), bridge.Positions{"a": 5, "b": 5}))
+	ds := []bridge.Deletion{{Tenant: "a", Thread: "x", Before: 6, Time: time.Now()}, {Tenant: "b", Before: 6, Time: time.Now()}}
+
+	_, err := conn.Exec(ctx, `ALTER TABLE jetsession_events_positions ADD CONSTRAINT small CHECK (ordinal < 6)`)
+	require.NoError(t, err)
+	require.Error(t, s.Delete(ctx, ds, bridge.Positions{"a": 6}))
+	assert.Equal(t, 10, count(t, conn, "jetsession_events"))
+	assert.Equal(t, 0, count(t, conn, "jetsession_events_deletions"))
+	assert.Equal(t, bridge.Positions{"a": 5, "b": 5}, positions(t, s))
+
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	require.ErrorIs(t, s.Delete(cctx, ds, nil), context.Canceled)
+	assert.Equal(t, 10, count(t, conn, "jetsession_events"))
+
+	d := ds[0]
+	d.Before = math.MaxInt64 + 1
+	require.ErrorContains(t, s.Delete(ctx, []bridge.Deletion{d}, nil), "does not fit in bigint")
+	require.ErrorContains(t, s.Delete(ctx, nil, bridge.Positions{"a": math.MaxUint64}), "does not fit in bigint")
+
+	_, err = conn.Exec(ctx, `ALTER TABLE jetsession_events_positions DROP CONSTRAINT small`)
+	require.NoError(t, err)
+	require.NoError(t, s.Delete(ctx, ds, bridge.Positions{"a": 6}), "the retry")
+	assert.Equal(t, 0, count(t, conn, "jetsession_events"))
+	assert.Equal(t, 2, count(t, conn, "jetsession_events_deletions"))
+	assert.Equal(t, bridge.Positions{"a": 6}, positions(t, s))
+}
+
+// Tables named by WithTable get their deletions table too, the longest
+// name included.
+func TestDeleteWithTable(t *testing.T) {
+	t.Parallel()
+	dsn := pgtest.StartShared(t)
+	conn := connect(t, dsn)
+	ctx := context.Background()
+	_, err := conn.Exec(ctx, "CREATE SCHEMA analytics")
+	require.NoError(t, err)
+	for _, name := range []string{"analytics.select", strings.Repeat("e", 50)} {
+		s, err := postgres.New(ctx, dsn, postgres.WithTable(name))
+		require.NoError(t, err, name)
+		require.NoError(t, s.Write(ctx, someRows("t", "x", 1, 3), bridge.Positions{"t": 3}), name)
+		require.NoError(t, s.Delete(ctx, []bridge.Deletion{{Tenant: "t", Thread: "x", Before: 3, Time: time.Now()}}, bridge.Positions{"t": 4}), name)
+		s.Close(ctx)
+		table, deletions := pgx.Identifier(strings.Split(name, ".")), pgx.Identifier(strings.Split(name+"_deletions", "."))
+		assert.Equal(t, 1, count(t, conn, table.Sanitize()), name)
+		assert.Equal(t, 1, count(t, conn, deletions.Sanitize()), name)
+	}
+	var exists bool
+	require.NoError(t, conn.QueryRow(ctx, "SELECT to_regclass('jetsession_events_deletions') IS NOT NULL").Scan(&exists))
+	assert.False(t, exists, "no table of the default name is made")
+}
+
+// A database made by a version without deletions gets the deletions
+// table, and keeps its rows.
+func TestNewAddsTheDeletionsTableToAnOlderDatabase(t *testing.T) {
+	t.Parallel()
+	dsn := pgtest.StartShared(t)
+	conn := connect(t, dsn)
+	ctx := context.Background()
+	older, _, ok := strings.Cut(postgres.Schema, "CREATE TABLE IF NOT EXISTS jetsession_events_deletions")
+	require.True(t, ok)
+	_, err := conn.Exec(ctx, older)
+	require.NoError(t, err)
+	_, err = conn.Exec(ctx, `INSERT INTO jetsession_events (tenant, thread, ordinal, event_id, type, time) VALUES ('a', 'x', 1, 'e', 'note', now()), ('a', 'y', 2, 'e', 'note', now())`)
+	require.NoError(t, err)
+
+	s, err := postgres.New(ctx, dsn)
+	require.NoError(t, err)
+	defer s.Close(ctx)
+	require.NoError(t, s.Delete(ctx, []bridge.Deletion{{Tenant: "a", Thread: "x", Before: 3, Time: time.Now()}}, bridge.Positions{"a": 3}))
+	assert.Equal(t, 1, count(t, conn, "jetsession_events"))
+	assert.Equal(t, 1, count(t, conn, "jetsession_events_deletions"))
 }
