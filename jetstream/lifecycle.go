@@ -477,7 +477,9 @@ func (l *Log) TenantDeletions(ctx context.Context) iter.Seq2[sessionlog.Deletion
 		var cursor uint64
 		for {
 			var got []*served
-			pending, err := l.directGet(ctx, stream, l.cfg.scheme.SystemFilter(), msgGetRequest{Seq: cursor + 1, NextFor: l.cfg.scheme.SystemFilter(), Batch: 1000},
+			// The deletion records' own filter: a direct get reply is
+			// checked against a subject or a filter ending in ".*".
+			pending, err := l.directGet(ctx, stream, prefix+"*", msgGetRequest{Seq: cursor + 1, NextFor: prefix + "*", Batch: 1000},
 				func(m *served) error { got = append(got, m); return nil })
 			if errors.Is(err, errDirectUnavailable) {
 				if _, ok, serr := l.streamState(ctx, stream); serr == nil && !ok {
