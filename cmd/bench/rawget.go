@@ -1,0 +1,126 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// The raw twins of the lifecycle scenarios send the JetStream API requests
+// by hand, as a client in another language would, and decode only what the
+// operation needs. They trust every reply: unlike the library they do not
+// check that a reply is the server's, nor that a replica is current.
+
+// rawRequest is a raw direct get (JSApiMsgGetRequest).
+type rawRequest struct {
+	Seq      uint64   `json:"seq,omitempty"`
+	LastFor  string   `json:"last_by_subj,omitempty"`
+	NextFor  string   `json:"next_by_subj,omitempty"`
+	Batch    int      `json:"batch,omitempty"`
+	MultiFor []string `json:"multi_last,omitempty"`
+	UpToSeq  uint64   `json:"up_to_seq,omitempty"`
+}
+
+// rawEOB is what the end of a raw batched direct get says.
+type rawEOB struct {
+	found   bool   // some message matched
+	pending uint64 // matching messages after the last one sent
+}
+
+// rawDirectGet sends one batched (or multi_last) direct get and hands each
+// message to each, until the server's end of batch.
+func (t *target) rawDirectGet(ctx context.Context, stream string, req rawRequest, each func(*nats.Msg) error) (rawEOB, error) {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return rawEOB{}, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	inbox := t.nc.NewInbox()
+	sub, err := t.nc.SubscribeSync(inbox)
+	if err != nil {
+		return rawEOB{}, err
+	}
+	defer sub.Unsubscribe()
+	if err := sub.SetPendingLimits(-1, -1); err != nil {
+		return rawEOB{}, err
+	}
+	if err := t.nc.PublishRequest("$JS.API.DIRECT.GET."+stream, inbox, body); err != nil {
+		return rawEOB{}, err
+	}
+	var eob rawEOB
+	for {
+		m, err := sub.NextMsgWithContext(ctx)
+		if err != nil {
+			return eob, fmt.Errorf("raw direct get of %s: %w", stream, err)
+		}
+		if len(m.Data) == 0 {
+			switch m.Header.Get("Status") {
+			case "204":
+				eob.pending, _ = strconv.ParseUint(m.Header.Get("Nats-Num-Pending"), 10, 64)
+				return eob, nil
+			case "404":
+				return eob, nil
+			case "":
+			default:
+				return eob, fmt.Errorf("raw direct get of %s: status %s %s", stream, m.Header.Get("Status"), m.Header.Get("Description"))
+			}
+		}
+		eob.found = true
+		if err := each(m); err != nil {
+			return eob, err
+		}
+	}
+}
+
+// rawSeq is the sequence a direct get reply carries.
+func rawSeq(m *nats.Msg) (uint64, error) {
+	seq, err := strconv.ParseUint(m.Header.Get("Nats-Sequence"), 10, 64)
+	if err != nil || seq == 0 {
+		return 0, fmt.Errorf("direct get reply without a sequence: %q", m.Header.Get("Nats-Sequence"))
+	}
+	return seq, nil
+}
+
+// rawSubjectCounts is a raw STREAM.INFO with a subjects filter: every
+// subject's count (paged by the server above 100,000 subjects).
+func (t *target) rawSubjectCounts(ctx context.Context, stream, filter string) (map[string]uint64, error) {
+	out := map[string]uint64{}
+	for offset := 0; ; {
+		body, err := json.Marshal(map[string]any{"subjects_filter": filter, "offset": offset})
+		if err != nil {
+			return nil, err
+		}
+		msg, err := t.nc.RequestWithContext(ctx, "$JS.API.STREAM.INFO."+stream, body)
+		if err != nil {
+			return nil, err
+		}
+		var resp struct {
+			State struct {
+				Subjects map[string]uint64 `json:"subjects"`
+			} `json:"state"`
+			Total int             `json:"total"`
+			Error json.RawMessage `json:"error"`
+		}
+		if err := json.Unmarshal(msg.Data, &resp); err != nil {
+			return nil, err
+		}
+		if resp.Error != nil {
+			return nil, fmt.Errorf("raw STREAM.INFO of %s: %s", stream, resp.Error)
+		}
+		for s, n := range resp.State.Subjects {
+			out[s] = n
+		}
+		offset += len(resp.State.Subjects)
+		if len(resp.State.Subjects) == 0 || offset >= resp.Total {
+			return out, nil
+		}
+	}
+}
+
+var errRawShort = errors.New("raw read came back short")
