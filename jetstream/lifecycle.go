@@ -22,13 +22,18 @@ var (
 )
 
 // LoadLast implements sessionlog.Log. A thread's events are spread over its
-// tenant's sequence, so it first finds where its last n begin: batched
-// direct gets of one message from a sequence report how many of the
-// thread's messages follow, and a binary search over the thread's span
-// needs about log2(span) of them (some 20 for a span of a million, each a
-// small request). Then it reads from there like LoadSince, read-your-writes
-// on a replicated stream too, and keeps the last n: a lagging replica can
-// only make the search start earlier.
+// tenant's sequence, so it first finds where its last n begin, from the
+// end. It asks the stream leader, in parallel, for the thread's last event
+// and its count, which with the stream's first sequence give the thread's
+// mean spacing; then it sends batched direct gets of one message from a
+// sequence that far back (each reports how many of the thread's messages
+// follow), moving by the density seen until one finds at least n and not
+// many more. For a thread of evenly spread events that is one or two small
+// requests whatever its length, and all of them touch only the end of the
+// stream, where the server's message blocks are hot. Then it reads from
+// there like LoadSince, read-your-writes on a replicated stream too, and
+// keeps the last n: a lagging replica can only make the search start
+// earlier.
 func (l *Log) LoadLast(ctx context.Context, key sessionlog.ThreadKey, n int) ([]sessionlog.Record, error) {
 	if err := sessionlog.ValidateKey(key); err != nil {
 		return nil, err
@@ -73,19 +78,47 @@ func (l *Log) LoadLast(ctx context.Context, key sessionlog.ThreadKey, n int) ([]
 	return out, errors.Join(errs...)
 }
 
-// lastStart returns the sequence from which the subject holds at least n
-// messages (1 when it holds fewer), by binary search on what direct gets
-// report remains.
+// lastStart returns a sequence from which the subject holds at least n
+// messages, and not many more (1 when it holds fewer). It searches the
+// distance back from the subject's last message: count(seq), what a
+// direct get of one message from seq reports remains, only grows with
+// the distance. Any seq with count(seq) >= n is a safe start (the read
+// keeps the last n); the rest only saves requests.
 func (l *Log) lastStart(ctx context.Context, stream, subject string, n uint64) (uint64, error) {
+	// The thread's last event and its count, from the leader, at once.
+	type lastReply struct {
+		msg *storedMsg
+		err error
+	}
+	lastCh := make(chan lastReply, 1)
+	go func() {
+		m, err := l.leaderGet(ctx, stream, msgGetRequest{LastFor: subject})
+		lastCh <- lastReply{m, err}
+	}()
+	var info natsjs.StreamInfo
+	ierr := l.apiRequest(ctx, apiStreamInfo+"."+stream, streamInfoRequest{SubjectsFilter: subject}, &info)
+	last := <-lastCh
+	switch {
+	case errCode(ierr) == codeStreamNotFound:
+		return 1, nil
+	case ierr != nil:
+		return 0, ierr
+	case last.err != nil || last.msg == nil:
+		return 1, last.err
+	}
+	total, end := info.State.Subjects[subject], last.msg.Seq
+	if total <= n || end <= 1 {
+		return 1, nil // the whole thread is wanted
+	}
+
 	// count reports how many of the subject's messages have a sequence of
-	// at least seq, and the first of them.
-	count := func(seq uint64) (uint64, uint64, error) {
+	// at least end-back, and the first of them.
+	count := func(back uint64) (uint64, uint64, error) {
 		var first uint64
-		pending, err := l.directGet(ctx, stream, subject, msgGetRequest{Seq: seq, NextFor: subject, Batch: 1},
+		pending, err := l.directGet(ctx, stream, subject, msgGetRequest{Seq: end - back, NextFor: subject, Batch: 1},
 			func(m *served) error { first = m.seq; return nil })
 		if errors.Is(err, errUnverified) || errors.Is(err, errDirectUnavailable) {
-			// Not provably the server's or nobody serves: read from the
-			// start instead of guessing.
+			// Not provably the server's or nobody serves: stop guessing.
 			return 0, 0, errFallback
 		}
 		if err != nil || first == 0 {
@@ -93,36 +126,59 @@ func (l *Log) lastStart(ctx context.Context, stream, subject string, n uint64) (
 		}
 		return 1 + pending, first, nil
 	}
-	total, lo, err := count(1)
-	if errors.Is(err, errFallback) {
-		return 1, nil
-	}
-	if err != nil || total <= n {
-		return 1, err
-	}
-	// count(lo) = total > n; find the largest seq with count(seq) >= n.
-	hi := uint64(0)
-	last, err := l.leaderGet(ctx, stream, msgGetRequest{LastFor: subject})
-	if err != nil || last == nil {
-		return 1, err
-	}
-	hi = last.Seq // count(hi) = 1 <= n
-	for lo < hi {
-		mid := lo + (hi-lo+1)/2
-		c, first, err := count(mid)
-		if errors.Is(err, errFallback) {
-			return lo, nil
-		}
-		if err != nil {
+	// The thread's events since the stream's first message, at most: its
+	// mean spacing, or more when it began later.
+	spacing := float64(end-min(max(info.State.FirstSeq, 1), end)+1) / float64(total)
+	// Aim an eighth past the n-th last message; a few messages more cost
+	// less than another request.
+	aim := float64(n) + float64(n)/8 + 1
+	slack := 16 + n/4
+	// Between the distances back known to hold fewer (nearBack, nearCount)
+	// and at least n (farBack, farCount, farFirst; farBack is 0 until one
+	// is known).
+	var nearBack, nearCount, farBack, farCount, farFirst uint64
+	back := uint64(min(float64(end-1), max(1, float64(n-1)*spacing*1.125+1)))
+	for probes := 0; ; probes++ {
+		c, first, err := count(back)
+		switch {
+		case errors.Is(err, errFallback):
+			if farBack > 0 {
+				return farFirst, nil
+			}
+			return 1, nil
+		case err != nil:
 			return 0, err
+		case c >= n:
+			farBack, farCount, farFirst = back, c, first
+		case back == end-1:
+			return 1, nil // fewer than n in all
+		default:
+			nearBack, nearCount = back, c
 		}
-		if c >= n {
-			lo = max(mid, first)
-		} else {
-			hi = mid - 1
+		if farBack > 0 && (farCount-n <= slack || farBack-nearBack <= 1) {
+			return farFirst, nil
 		}
+		var next float64
+		switch {
+		case farBack == 0 && nearCount == 0:
+			next = 4 * float64(nearBack) // a lagging replica may show none
+		case farBack == 0:
+			// Reach for n at the density seen, at least twice as far.
+			next = max(2*float64(nearBack), float64(nearBack)*aim/float64(nearCount))
+		case probes < 4:
+			// Interpolate between the two.
+			f := (aim - float64(nearCount)) / float64(farCount-nearCount)
+			next = float64(nearBack) + f*float64(farBack-nearBack)
+		default:
+			next = float64(nearBack) + float64(farBack-nearBack)/2
+		}
+		// Stay strictly between what is known, and within the stream.
+		hiBack := end - 1
+		if farBack > 0 {
+			hiBack = farBack - 1
+		}
+		back = uint64(min(max(next, float64(nearBack+1)), float64(hiBack)))
 	}
-	return lo, nil
 }
 
 var errFallback = errors.New("jetstream: read from the start")

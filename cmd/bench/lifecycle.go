@@ -140,9 +140,13 @@ func runList10000(ctx context.Context, r *runner, t *target) (*outcome, error) {
 	if _, err := t.fill(ctx, tenant, threadNames("t", threads), perThread, false); err != nil {
 		return nil, err
 	}
+	counter, err := t.newRequestCounter()
+	if err != nil {
+		return nil, err
+	}
+	defer counter.close()
 	n := r.pairs()
 	out := &outcome{}
-	var err error
 	out.reps, err = repeat(ctx, r.cfg.reps, func() ([]metric, error) {
 		check := func(what string) func(int, error) error {
 			return func(got int, err error) error {
@@ -167,7 +171,18 @@ func runList10000(ctx context.Context, r *runner, t *target) (*outcome, error) {
 		byName := fmt.Sprintf("list %d threads by name", threads)
 		byRecent := fmt.Sprintf("list %d threads by recent activity", threads)
 		const twin = "raw STREAM.INFO + multi_last gets"
+		libReqs, err := counter.count(func() error { return check("Threads")(libThreads(ctx, t, tenant)) })
+		if err != nil {
+			return nil, err
+		}
+		rawReqs, err := counter.count(func() error {
+			return check("raw listing")(t.rawThreads(ctx, tenant, false, func(rawListing) {}))
+		})
+		if err != nil {
+			return nil, err
+		}
 		return []metric{
+			{Name: byName + ", requests", Unit: unitCount, Lib: float64(libReqs), Twin: twin, Raw: float64(rawReqs)},
 			{Name: byName + " p50", Unit: unitMicros, Lib: micros(percentile(ds[0], 0.5)), Twin: twin, Raw: micros(percentile(ds[1], 0.5)), Goal: goalList},
 			{Name: byName + " p99", Unit: unitMicros, Lib: micros(percentile(ds[0], 0.99)), Twin: twin, Raw: micros(percentile(ds[1], 0.99))},
 			{Name: byName + " p50", Unit: unitMicros, Lib: micros(percentile(ds[0], 0.5)), Twin: twinBound, Raw: 100e3, Goal: goalBound},
@@ -246,9 +261,22 @@ func runLast10(ctx context.Context, r *runner, t *target) (*outcome, error) {
 		}
 		return checkSeqs("raw walk back", got)
 	}
+	counter, err := t.newRequestCounter()
+	if err != nil {
+		return nil, err
+	}
+	defer counter.close()
 	n := r.pairs()
 	out := &outcome{}
 	out.reps, err = repeat(ctx, r.cfg.reps, func() ([]metric, error) {
+		libReqs, err := counter.count(libLast)
+		if err != nil {
+			return nil, err
+		}
+		walkReqs, err := counter.count(rawWalk)
+		if err != nil {
+			return nil, err
+		}
 		ds, err := interleave(ctx, n, libLast, rawKnown, rawWalk)
 		if err != nil {
 			return nil, err
@@ -257,6 +285,7 @@ func runLast10(ctx context.Context, r *runner, t *target) (*outcome, error) {
 		const walk = "raw multi_last walk back (10 gets)"
 		const known = "raw batched direct get, start known"
 		return []metric{
+			{Name: what + ", requests", Unit: unitCount, Lib: float64(libReqs), Twin: walk, Raw: float64(walkReqs)},
 			{Name: what + " p50", Unit: unitMicros, Lib: micros(percentile(ds[0], 0.5)), Twin: walk, Raw: micros(percentile(ds[2], 0.5)), Goal: goalTime},
 			{Name: what + " p99", Unit: unitMicros, Lib: micros(percentile(ds[0], 0.99)), Twin: walk, Raw: micros(percentile(ds[2], 0.99))},
 			{Name: what + " p50", Unit: unitMicros, Lib: micros(percentile(ds[0], 0.5)), Twin: known, Raw: micros(percentile(ds[1], 0.5))},

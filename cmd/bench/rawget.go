@@ -124,3 +124,64 @@ func (t *target) rawSubjectCounts(ctx context.Context, stream, filter string) (m
 }
 
 var errRawShort = errors.New("raw read came back short")
+
+// requestCounter counts the JetStream API requests (direct gets included)
+// that the target's connection sends, from a connection of its own.
+type requestCounter struct {
+	nc  *nats.Conn
+	sub *nats.Subscription
+	t   *target
+}
+
+func (t *target) newRequestCounter() (*requestCounter, error) {
+	nc, err := nats.Connect(t.nc.ConnectedUrl(), nats.Name("jetsession-bench-counter"))
+	if err != nil {
+		return nil, err
+	}
+	sub, err := nc.SubscribeSync("$JS.API.>")
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	if err := sub.SetPendingLimits(-1, -1); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return &requestCounter{nc: nc, sub: sub, t: t}, nc.Flush()
+}
+
+// count runs op and returns how many API requests were sent while it ran.
+func (c *requestCounter) count(op func() error) (int, error) {
+	if err := c.drain(); err != nil {
+		return 0, err
+	}
+	if err := op(); err != nil {
+		return 0, err
+	}
+	// Everything the target sent before its flush has reached the counter's
+	// connection before the counter's own flush returns.
+	if err := c.t.nc.Flush(); err != nil {
+		return 0, err
+	}
+	if err := c.nc.Flush(); err != nil {
+		return 0, err
+	}
+	n, _, err := c.sub.Pending()
+	if err != nil {
+		return 0, err
+	}
+	return n, c.drain()
+}
+
+func (c *requestCounter) drain() error {
+	for {
+		if _, err := c.sub.NextMsg(0); err != nil {
+			if errors.Is(err, nats.ErrTimeout) {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+func (c *requestCounter) close() { c.nc.Close() }
