@@ -1,11 +1,13 @@
 package jetstream
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"iter"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -190,9 +192,10 @@ var errFallback = errors.New("jetstream: read from the start")
 // direct get (see directGet) and, on a replicated stream, from a replica
 // that has caught up with the leader's state when the listing began, so a
 // listing sees every append that returned before it. With
-// WithFirstOrdinals each thread also costs one small direct get. By name,
-// the descriptions are fetched a page at a time as the caller iterates;
-// by recent activity every thread's last message is needed first.
+// WithFirstOrdinals each thread also costs one small direct get. The
+// descriptions are fetched a page at a time, one page ahead of the caller;
+// by recent activity every thread's last message is needed before the
+// first is handed over.
 func (l *Log) Threads(ctx context.Context, tenant string, opts ...sessionlog.ThreadsOption) iter.Seq2[sessionlog.ThreadInfo, error] {
 	o := sessionlog.ResolveThreadsOptions(opts)
 	return func(yield func(sessionlog.ThreadInfo, error) bool) {
@@ -213,12 +216,12 @@ func (l *Log) Threads(ctx context.Context, tenant string, opts ...sessionlog.Thr
 				entries = append(entries, entry{thread, subj})
 			}
 		}
-		sort.Slice(entries, func(i, j int) bool { return entries[i].thread < entries[j].thread })
+		slices.SortFunc(entries, func(a, b entry) int { return strings.Compare(a.thread, b.thread) })
 		if !o.Recent && o.After != "" {
 			i := sort.Search(len(entries), func(i int) bool { return entries[i].thread > o.After })
 			entries = entries[i:]
 		}
-		describe := func(page []entry) ([]sessionlog.ThreadInfo, error) {
+		describe := func(ctx context.Context, page []entry) ([]sessionlog.ThreadInfo, error) {
 			subjs := make([]string, len(page))
 			for i, e := range page {
 				subjs[i] = e.subject
@@ -247,6 +250,44 @@ func (l *Log) Threads(ctx context.Context, tenant string, opts ...sessionlog.Thr
 			}
 			return out, nil
 		}
+		// A goroutine describes the threads a page at a time, one page
+		// ahead of the caller: the server answers the next multi_last get
+		// while the caller takes in the last one. It stops when the caller
+		// does, and is gone when the listing returns. A page is handed over
+		// only while ctx lasts, as if it had been fetched then.
+		type page struct {
+			infos []sessionlog.ThreadInfo
+			err   error
+		}
+		pages := make(chan page)
+		pctx, cancel := context.WithCancel(ctx)
+		stop, done := make(chan struct{}), make(chan struct{})
+		defer func() { close(stop); cancel(); <-done }()
+		go func() {
+			defer close(done)
+			defer close(pages)
+			described := 0
+			for rest := entries; len(rest) > 0; {
+				size := min(len(rest), maxMultiLast)
+				if !o.Recent && o.Limit > 0 {
+					if described >= o.Limit {
+						return
+					}
+					size = min(size, o.Limit-described)
+				}
+				infos, err := describe(pctx, rest[:size])
+				rest = rest[size:]
+				described += len(infos)
+				select {
+				case pages <- page{infos, err}:
+				case <-stop:
+					return
+				}
+				if err != nil {
+					return
+				}
+			}
+		}()
 		n := 0
 		emit := func(infos []sessionlog.ThreadInfo) bool {
 			for _, info := range infos {
@@ -260,38 +301,38 @@ func (l *Log) Threads(ctx context.Context, tenant string, opts ...sessionlog.Thr
 			}
 			return true
 		}
+		next := func() (page, bool) {
+			p, ok := <-pages
+			if err := ctx.Err(); ok && p.err == nil && err != nil {
+				p.err = err
+			}
+			return p, ok
+		}
 		if !o.Recent {
-			for len(entries) > 0 {
-				size := min(len(entries), maxMultiLast)
-				if o.Limit > 0 {
-					size = min(size, o.Limit-n)
-				}
-				infos, err := describe(entries[:size])
-				if err != nil {
-					yield(sessionlog.ThreadInfo{}, err)
+			for p, ok := next(); ok; p, ok = next() {
+				if p.err != nil {
+					yield(sessionlog.ThreadInfo{}, p.err)
 					return
 				}
-				entries = entries[size:]
-				if !emit(infos) || o.Limit > 0 && n == o.Limit {
+				if !emit(p.infos) || o.Limit > 0 && n == o.Limit {
 					return
 				}
 			}
 			return
 		}
-		var all []sessionlog.ThreadInfo
-		for i := 0; i < len(entries); i += maxMultiLast {
-			infos, err := describe(entries[i:min(i+maxMultiLast, len(entries))])
-			if err != nil {
-				yield(sessionlog.ThreadInfo{}, err)
+		all := make([]sessionlog.ThreadInfo, 0, len(entries))
+		for p, ok := next(); ok; p, ok = next() {
+			if p.err != nil {
+				yield(sessionlog.ThreadInfo{}, p.err)
 				return
 			}
-			for _, info := range infos {
+			for _, info := range p.infos {
 				if o.Before == 0 || info.LastOrdinal < o.Before {
 					all = append(all, info)
 				}
 			}
 		}
-		sort.Slice(all, func(i, j int) bool { return all[i].LastOrdinal > all[j].LastOrdinal })
+		slices.SortFunc(all, func(a, b sessionlog.ThreadInfo) int { return cmp.Compare(b.LastOrdinal, a.LastOrdinal) })
 		emit(all)
 	}
 }

@@ -22,6 +22,12 @@ var (
 	goalBound = &goal{"<=", 1.0}
 )
 
+// The raw twins of a listing.
+const (
+	twinList      = "raw STREAM.INFO + multi_last gets"
+	twinListAhead = "raw, one page ahead"
+)
+
 // twinBound names the absolute bound a time is compared with: the ratio is
 // then the time over the bound.
 const twinBound = "bound of issue 12"
@@ -41,8 +47,9 @@ type rawListing struct {
 // by hand: one STREAM.INFO with a subjects filter, then multi_last direct
 // gets of up to 1,024 subjects, in name order (each page handed to each as
 // it arrives) or, with recent, every thread first, then sorted newest
-// first. It returns the number of threads listed.
-func (t *target) rawThreads(ctx context.Context, tenant string, recent bool, each func(rawListing)) (int, error) {
+// first. With ahead, each page's request is sent before the previous
+// page's replies are read. It returns the number of threads listed.
+func (t *target) rawThreads(ctx context.Context, tenant string, recent, ahead bool, each func(rawListing)) (int, error) {
 	stream, filter := t.scheme.Stream(tenant), t.scheme.TenantFilter(tenant)
 	counts, err := t.rawSubjectCounts(ctx, stream, filter)
 	if err != nil {
@@ -58,16 +65,44 @@ func (t *target) rawThreads(ctx context.Context, tenant string, recent bool, eac
 	slices.SortFunc(entries, func(a, b entry) int { return strings.Compare(a.thread, b.thread) })
 	var all []rawListing
 	n := 0
-	for i := 0; i < len(entries); i += 1024 {
-		page := entries[i:min(i+1024, len(entries))]
-		subjs := make([]string, len(page))
-		names := make(map[string]string, len(page))
-		for j, e := range page {
+	type page struct {
+		entries []entry
+		call    *rawCall
+	}
+	send := func(i int) (*page, error) {
+		if i >= len(entries) {
+			return nil, nil
+		}
+		p := &page{entries: entries[i:min(i+1024, len(entries))]}
+		subjs := make([]string, len(p.entries))
+		for j, e := range p.entries {
 			subjs[j] = e.subject
+		}
+		var err error
+		p.call, err = t.rawSend(stream, rawRequest{MultiFor: subjs})
+		return p, err
+	}
+	var next *page
+	if ahead {
+		if next, err = send(0); err != nil {
+			return 0, err
+		}
+	}
+	for i := 0; i < len(entries); i += 1024 {
+		p := next
+		if !ahead {
+			if p, err = send(i); err != nil {
+				return n, err
+			}
+		} else if next, err = send(i + 1024); err != nil {
+			return n, err
+		}
+		names := make(map[string]string, len(p.entries))
+		for _, e := range p.entries {
 			names[e.subject] = e.thread
 		}
-		rows := make(map[string]rawListing, len(page))
-		_, err := t.rawDirectGet(ctx, stream, rawRequest{MultiFor: subjs}, func(m *nats.Msg) error {
+		rows := make(map[string]rawListing, len(p.entries))
+		_, err := p.call.receive(ctx, func(m *nats.Msg) error {
 			seq, err := rawSeq(m)
 			if err != nil {
 				return err
@@ -78,9 +113,12 @@ func (t *target) rawThreads(ctx context.Context, tenant string, recent bool, eac
 			return nil
 		})
 		if err != nil {
+			if next != nil {
+				next.call.sub.Unsubscribe()
+			}
 			return n, err
 		}
-		for _, e := range page {
+		for _, e := range p.entries {
 			row, ok := rows[e.subject]
 			if !ok {
 				continue
@@ -156,44 +194,47 @@ func runList10000(ctx context.Context, r *runner, t *target) (*outcome, error) {
 				return countErr(what, got, threads)
 			}
 		}
+		raw := func(recent, ahead bool) func() error {
+			return func() error {
+				return check("raw listing")(t.rawThreads(ctx, tenant, recent, ahead, func(rawListing) {}))
+			}
+		}
+		recent := sessionlog.ByRecentActivity()
 		ds, err := interleave(ctx, n,
 			func() error { return check("Threads")(libThreads(ctx, t, tenant)) },
-			func() error { return check("raw listing")(t.rawThreads(ctx, tenant, false, func(rawListing) {})) },
-			func() error {
-				return check("Threads, recent")(libThreads(ctx, t, tenant, sessionlog.ByRecentActivity()))
-			},
-			func() error {
-				return check("raw listing, recent")(t.rawThreads(ctx, tenant, true, func(rawListing) {}))
-			})
+			raw(false, false),
+			raw(false, true),
+			func() error { return check("Threads, recent")(libThreads(ctx, t, tenant, recent)) },
+			raw(true, false),
+			raw(true, true))
+		if err != nil {
+			return nil, err
+		}
+		libReqs, err := counter.count(func() error { return check("Threads")(libThreads(ctx, t, tenant)) })
+		if err != nil {
+			return nil, err
+		}
+		rawReqs, err := counter.count(raw(false, false))
 		if err != nil {
 			return nil, err
 		}
 		byName := fmt.Sprintf("list %d threads by name", threads)
 		byRecent := fmt.Sprintf("list %d threads by recent activity", threads)
-		const twin = "raw STREAM.INFO + multi_last gets"
-		libReqs, err := counter.count(func() error { return check("Threads")(libThreads(ctx, t, tenant)) })
-		if err != nil {
-			return nil, err
+		ms := []metric{{Name: byName + ", requests", Unit: unitCount, Lib: float64(libReqs), Twin: twinList, Raw: float64(rawReqs)}}
+		for i, what := range []string{byName, byRecent} {
+			lib, seq, ahead := ds[3*i], ds[3*i+1], ds[3*i+2]
+			ms = append(ms,
+				metric{Name: what + " p50", Unit: unitMicros, Lib: micros(percentile(lib, 0.5)), Twin: twinList, Raw: micros(percentile(seq, 0.5)), Goal: goalList},
+				metric{Name: what + " p99", Unit: unitMicros, Lib: micros(percentile(lib, 0.99)), Twin: twinList, Raw: micros(percentile(seq, 0.99))},
+				metric{Name: what + " p50", Unit: unitMicros, Lib: micros(percentile(lib, 0.5)), Twin: twinListAhead, Raw: micros(percentile(ahead, 0.5)), Goal: goalList},
+				metric{Name: what + " p99", Unit: unitMicros, Lib: micros(percentile(lib, 0.99)), Twin: twinListAhead, Raw: micros(percentile(ahead, 0.99))},
+				metric{Name: what + " p50", Unit: unitMicros, Lib: micros(percentile(lib, 0.5)), Twin: twinBound, Raw: 100e3, Goal: goalBound})
 		}
-		rawReqs, err := counter.count(func() error {
-			return check("raw listing")(t.rawThreads(ctx, tenant, false, func(rawListing) {}))
-		})
-		if err != nil {
-			return nil, err
-		}
-		return []metric{
-			{Name: byName + ", requests", Unit: unitCount, Lib: float64(libReqs), Twin: twin, Raw: float64(rawReqs)},
-			{Name: byName + " p50", Unit: unitMicros, Lib: micros(percentile(ds[0], 0.5)), Twin: twin, Raw: micros(percentile(ds[1], 0.5)), Goal: goalList},
-			{Name: byName + " p99", Unit: unitMicros, Lib: micros(percentile(ds[0], 0.99)), Twin: twin, Raw: micros(percentile(ds[1], 0.99))},
-			{Name: byName + " p50", Unit: unitMicros, Lib: micros(percentile(ds[0], 0.5)), Twin: twinBound, Raw: 100e3, Goal: goalBound},
-			{Name: byRecent + " p50", Unit: unitMicros, Lib: micros(percentile(ds[2], 0.5)), Twin: twin + ", sorted", Raw: micros(percentile(ds[3], 0.5)), Goal: goalList},
-			{Name: byRecent + " p99", Unit: unitMicros, Lib: micros(percentile(ds[2], 0.99)), Twin: twin + ", sorted", Raw: micros(percentile(ds[3], 0.99))},
-			{Name: byRecent + " p50", Unit: unitMicros, Lib: micros(percentile(ds[2], 0.5)), Twin: twinBound, Raw: 100e3, Goal: goalBound},
-		}, nil
+		return ms, nil
 	})
-	out.note("%d threads of %d events each written in turn into one tenant stream; %d interleaved rounds of 4 (library by name, raw by name, library recent, raw recent) per repetition",
+	out.note("%d threads of %d events each written in turn into one tenant stream; %d interleaved rounds of 6 (by name then by recent activity: library, raw, raw one page ahead) per repetition",
 		threads, perThread, n)
-	out.note("raw: one STREAM.INFO with subjects_filter and multi_last direct gets of 1,024 subjects, decoding each reply's sequence, subject, type and time headers and trusting them; the library also verifies each reply and, on a replicated stream, that the replica answering holds the leader's last sequence")
+	out.note("raw: one STREAM.INFO with subjects_filter and multi_last direct gets of 1,024 subjects, one after the other or each sent before the previous one's replies are read (as the library does), decoding each reply's sequence, subject, type and time headers and trusting them; by recent activity sorted by last ordinal; the library also verifies each reply and, on a replicated stream, that the replica answering holds the leader's last sequence")
 	return out, err
 }
 

@@ -98,7 +98,7 @@ func runListMemory(ctx context.Context, r *runner, _ *target) (*outcome, error) 
 	}
 	raw := func(s tenantSpec, recent bool) func() error {
 		return func() error {
-			return check("raw listing", s.threads)(t.rawThreads(ctx, s.name, recent, func(rawListing) {}))
+			return check("raw listing", s.threads)(t.rawThreads(ctx, s.name, recent, true, func(rawListing) {}))
 		}
 	}
 	recent := sessionlog.ByRecentActivity()
@@ -112,10 +112,10 @@ func runListMemory(ctx context.Context, r *runner, _ *target) (*outcome, error) 
 		}
 		byName := fmt.Sprintf("list %d threads by name", b.threads)
 		byRecent := fmt.Sprintf("list %d threads by recent activity", b.threads)
-		const twin = "raw STREAM.INFO + multi_last gets"
+		const twin = twinListAhead
 		ms := []metric{
 			{Name: byName + ", time p50", Unit: unitMicros, Lib: micros(percentile(ds[0], 0.5)), Twin: twin, Raw: micros(percentile(ds[1], 0.5))},
-			{Name: byRecent + ", time p50", Unit: unitMicros, Lib: micros(percentile(ds[2], 0.5)), Twin: twin + ", sorted", Raw: micros(percentile(ds[3], 0.5))},
+			{Name: byRecent + ", time p50", Unit: unitMicros, Lib: micros(percentile(ds[2], 0.5)), Twin: twin, Raw: micros(percentile(ds[3], 0.5))},
 		}
 		// Memory, one listing at a time, library and raw in turn.
 		heap := sampleHeap
@@ -144,9 +144,9 @@ func runListMemory(ctx context.Context, r *runner, _ *target) (*outcome, error) 
 				return nil, err
 			}
 			ms = append(ms,
-				metric{Name: p.what + ", client heap peak growth", Unit: unitBytes, Lib: float64(l.peak), Twin: "raw, same requests", Raw: float64(w.peak), Signed: true},
-				metric{Name: p.what + ", client heap peak per 1,000 threads", Unit: unitBytes, Lib: float64(l.peak) * 1000 / float64(b.threads), Twin: "raw, same requests", Raw: float64(w.peak) * 1000 / float64(b.threads), Signed: true},
-				metric{Name: p.what + ", bytes allocated", Unit: unitBytes, Lib: float64(l.alloc), Twin: "raw, same requests", Raw: float64(w.alloc)})
+				metric{Name: p.what + ", client heap peak growth", Unit: unitBytes, Lib: float64(l.peak), Twin: twinListAhead, Raw: float64(w.peak), Signed: true},
+				metric{Name: p.what + ", client heap peak per 1,000 threads", Unit: unitBytes, Lib: float64(l.peak) * 1000 / float64(b.threads), Twin: twinListAhead, Raw: float64(w.peak) * 1000 / float64(b.threads), Signed: true},
+				metric{Name: p.what + ", bytes allocated", Unit: unitBytes, Lib: float64(l.alloc), Twin: twinListAhead, Raw: float64(w.alloc)})
 		}
 		// Events do not count: the same threads with 1 and with 10 events
 		// each.

@@ -35,29 +35,52 @@ type rawEOB struct {
 // rawDirectGet sends one batched (or multi_last) direct get and hands each
 // message to each, until the server's end of batch.
 func (t *target) rawDirectGet(ctx context.Context, stream string, req rawRequest, each func(*nats.Msg) error) (rawEOB, error) {
-	body, err := json.Marshal(req)
+	call, err := t.rawSend(stream, req)
 	if err != nil {
 		return rawEOB{}, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
+	return call.receive(ctx, each)
+}
+
+// rawCall is a direct get sent and not yet read.
+type rawCall struct {
+	stream string
+	sub    *nats.Subscription
+}
+
+// rawSend sends a direct get; its replies wait in the returned call.
+func (t *target) rawSend(stream string, req rawRequest) (*rawCall, error) {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
 	inbox := t.nc.NewInbox()
 	sub, err := t.nc.SubscribeSync(inbox)
 	if err != nil {
-		return rawEOB{}, err
+		return nil, err
 	}
-	defer sub.Unsubscribe()
 	if err := sub.SetPendingLimits(-1, -1); err != nil {
-		return rawEOB{}, err
+		sub.Unsubscribe()
+		return nil, err
 	}
 	if err := t.nc.PublishRequest("$JS.API.DIRECT.GET."+stream, inbox, body); err != nil {
-		return rawEOB{}, err
+		sub.Unsubscribe()
+		return nil, err
 	}
+	return &rawCall{stream: stream, sub: sub}, nil
+}
+
+// receive hands each message of the call's reply to each, until the end
+// of batch, and closes the call.
+func (c *rawCall) receive(ctx context.Context, each func(*nats.Msg) error) (rawEOB, error) {
+	defer c.sub.Unsubscribe()
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
 	var eob rawEOB
 	for {
-		m, err := sub.NextMsgWithContext(ctx)
+		m, err := c.sub.NextMsgWithContext(ctx)
 		if err != nil {
-			return eob, fmt.Errorf("raw direct get of %s: %w", stream, err)
+			return eob, fmt.Errorf("raw direct get of %s: %w", c.stream, err)
 		}
 		if len(m.Data) == 0 {
 			switch m.Header.Get("Status") {
@@ -68,7 +91,7 @@ func (t *target) rawDirectGet(ctx context.Context, stream string, req rawRequest
 				return eob, nil
 			case "":
 			default:
-				return eob, fmt.Errorf("raw direct get of %s: status %s %s", stream, m.Header.Get("Status"), m.Header.Get("Description"))
+				return eob, fmt.Errorf("raw direct get of %s: status %s %s", c.stream, m.Header.Get("Status"), m.Header.Get("Description"))
 			}
 		}
 		eob.found = true
@@ -122,8 +145,6 @@ func (t *target) rawSubjectCounts(ctx context.Context, stream, filter string) (m
 		}
 	}
 }
-
-var errRawShort = errors.New("raw read came back short")
 
 // requestCounter counts the JetStream API requests (direct gets included)
 // that the target's connection sends, from a connection of its own.
