@@ -1,11 +1,13 @@
 package jetstream
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"iter"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -22,13 +24,18 @@ var (
 )
 
 // LoadLast implements sessionlog.Log. A thread's events are spread over its
-// tenant's sequence, so it first finds where its last n begin: batched
-// direct gets of one message from a sequence report how many of the
-// thread's messages follow, and a binary search over the thread's span
-// needs about log2(span) of them (some 20 for a span of a million, each a
-// small request). Then it reads from there like LoadSince, read-your-writes
-// on a replicated stream too, and keeps the last n: a lagging replica can
-// only make the search start earlier.
+// tenant's sequence, so it first finds where its last n begin, from the
+// end. It asks the stream leader, in parallel, for the thread's last event
+// and its count, which with the stream's first sequence give the thread's
+// mean spacing; then it sends batched direct gets of one message from a
+// sequence that far back (each reports how many of the thread's messages
+// follow), moving by the density seen until one finds at least n and not
+// many more. For a thread of evenly spread events that is one or two small
+// requests whatever its length, and all of them touch only the end of the
+// stream, where the server's message blocks are hot. Then it reads from
+// there like LoadSince, read-your-writes on a replicated stream too, and
+// keeps the last n: a lagging replica can only make the search start
+// earlier.
 func (l *Log) LoadLast(ctx context.Context, key sessionlog.ThreadKey, n int) ([]sessionlog.Record, error) {
 	if err := sessionlog.ValidateKey(key); err != nil {
 		return nil, err
@@ -73,19 +80,47 @@ func (l *Log) LoadLast(ctx context.Context, key sessionlog.ThreadKey, n int) ([]
 	return out, errors.Join(errs...)
 }
 
-// lastStart returns the sequence from which the subject holds at least n
-// messages (1 when it holds fewer), by binary search on what direct gets
-// report remains.
+// lastStart returns a sequence from which the subject holds at least n
+// messages, and not many more (1 when it holds fewer). It searches the
+// distance back from the subject's last message: count(seq), what a
+// direct get of one message from seq reports remains, only grows with
+// the distance. Any seq with count(seq) >= n is a safe start (the read
+// keeps the last n); the rest only saves requests.
 func (l *Log) lastStart(ctx context.Context, stream, subject string, n uint64) (uint64, error) {
+	// The thread's last event and its count, from the leader, at once.
+	type lastReply struct {
+		msg *storedMsg
+		err error
+	}
+	lastCh := make(chan lastReply, 1)
+	go func() {
+		m, err := l.leaderGet(ctx, stream, msgGetRequest{LastFor: subject})
+		lastCh <- lastReply{m, err}
+	}()
+	var info natsjs.StreamInfo
+	ierr := l.apiRequest(ctx, apiStreamInfo+"."+stream, streamInfoRequest{SubjectsFilter: subject}, &info)
+	last := <-lastCh
+	switch {
+	case errCode(ierr) == codeStreamNotFound:
+		return 1, nil
+	case ierr != nil:
+		return 0, ierr
+	case last.err != nil || last.msg == nil:
+		return 1, last.err
+	}
+	total, end := info.State.Subjects[subject], last.msg.Seq
+	if total <= n || end <= 1 {
+		return 1, nil // the whole thread is wanted
+	}
+
 	// count reports how many of the subject's messages have a sequence of
-	// at least seq, and the first of them.
-	count := func(seq uint64) (uint64, uint64, error) {
+	// at least end-back, and the first of them.
+	count := func(back uint64) (uint64, uint64, error) {
 		var first uint64
-		pending, err := l.directGet(ctx, stream, subject, msgGetRequest{Seq: seq, NextFor: subject, Batch: 1},
+		pending, err := l.directGet(ctx, stream, subject, msgGetRequest{Seq: end - back, NextFor: subject, Batch: 1},
 			func(m *served) error { first = m.seq; return nil })
 		if errors.Is(err, errUnverified) || errors.Is(err, errDirectUnavailable) {
-			// Not provably the server's or nobody serves: read from the
-			// start instead of guessing.
+			// Not provably the server's or nobody serves: stop guessing.
 			return 0, 0, errFallback
 		}
 		if err != nil || first == 0 {
@@ -93,36 +128,59 @@ func (l *Log) lastStart(ctx context.Context, stream, subject string, n uint64) (
 		}
 		return 1 + pending, first, nil
 	}
-	total, lo, err := count(1)
-	if errors.Is(err, errFallback) {
-		return 1, nil
-	}
-	if err != nil || total <= n {
-		return 1, err
-	}
-	// count(lo) = total > n; find the largest seq with count(seq) >= n.
-	hi := uint64(0)
-	last, err := l.leaderGet(ctx, stream, msgGetRequest{LastFor: subject})
-	if err != nil || last == nil {
-		return 1, err
-	}
-	hi = last.Seq // count(hi) = 1 <= n
-	for lo < hi {
-		mid := lo + (hi-lo+1)/2
-		c, first, err := count(mid)
-		if errors.Is(err, errFallback) {
-			return lo, nil
-		}
-		if err != nil {
+	// The thread's events since the stream's first message, at most: its
+	// mean spacing, or more when it began later.
+	spacing := float64(end-min(max(info.State.FirstSeq, 1), end)+1) / float64(total)
+	// Aim an eighth past the n-th last message; a few messages more cost
+	// less than another request.
+	aim := float64(n) + float64(n)/8 + 1
+	slack := 16 + n/4
+	// Between the distances back known to hold fewer (nearBack, nearCount)
+	// and at least n (farBack, farCount, farFirst; farBack is 0 until one
+	// is known).
+	var nearBack, nearCount, farBack, farCount, farFirst uint64
+	back := uint64(min(float64(end-1), max(1, float64(n-1)*spacing*1.125+1)))
+	for probes := 0; ; probes++ {
+		c, first, err := count(back)
+		switch {
+		case errors.Is(err, errFallback):
+			if farBack > 0 {
+				return farFirst, nil
+			}
+			return 1, nil
+		case err != nil:
 			return 0, err
+		case c >= n:
+			farBack, farCount, farFirst = back, c, first
+		case back == end-1:
+			return 1, nil // fewer than n in all
+		default:
+			nearBack, nearCount = back, c
 		}
-		if c >= n {
-			lo = max(mid, first)
-		} else {
-			hi = mid - 1
+		if farBack > 0 && (farCount-n <= slack || farBack-nearBack <= 1) {
+			return farFirst, nil
 		}
+		var next float64
+		switch {
+		case farBack == 0 && nearCount == 0:
+			next = 4 * float64(nearBack) // a lagging replica may show none
+		case farBack == 0:
+			// Reach for n at the density seen, at least twice as far.
+			next = max(2*float64(nearBack), float64(nearBack)*aim/float64(nearCount))
+		case probes < 4:
+			// Interpolate between the two.
+			f := (aim - float64(nearCount)) / float64(farCount-nearCount)
+			next = float64(nearBack) + f*float64(farBack-nearBack)
+		default:
+			next = float64(nearBack) + float64(farBack-nearBack)/2
+		}
+		// Stay strictly between what is known, and within the stream.
+		hiBack := end - 1
+		if farBack > 0 {
+			hiBack = farBack - 1
+		}
+		back = uint64(min(max(next, float64(nearBack+1)), float64(hiBack)))
 	}
-	return lo, nil
 }
 
 var errFallback = errors.New("jetstream: read from the start")
@@ -134,9 +192,10 @@ var errFallback = errors.New("jetstream: read from the start")
 // direct get (see directGet) and, on a replicated stream, from a replica
 // that has caught up with the leader's state when the listing began, so a
 // listing sees every append that returned before it. With
-// WithFirstOrdinals each thread also costs one small direct get. By name,
-// the descriptions are fetched a page at a time as the caller iterates;
-// by recent activity every thread's last message is needed first.
+// WithFirstOrdinals each thread also costs one small direct get. The
+// descriptions are fetched a page at a time, one page ahead of the caller;
+// by recent activity every thread's last message is needed before the
+// first is handed over.
 func (l *Log) Threads(ctx context.Context, tenant string, opts ...sessionlog.ThreadsOption) iter.Seq2[sessionlog.ThreadInfo, error] {
 	o := sessionlog.ResolveThreadsOptions(opts)
 	return func(yield func(sessionlog.ThreadInfo, error) bool) {
@@ -157,12 +216,12 @@ func (l *Log) Threads(ctx context.Context, tenant string, opts ...sessionlog.Thr
 				entries = append(entries, entry{thread, subj})
 			}
 		}
-		sort.Slice(entries, func(i, j int) bool { return entries[i].thread < entries[j].thread })
+		slices.SortFunc(entries, func(a, b entry) int { return strings.Compare(a.thread, b.thread) })
 		if !o.Recent && o.After != "" {
 			i := sort.Search(len(entries), func(i int) bool { return entries[i].thread > o.After })
 			entries = entries[i:]
 		}
-		describe := func(page []entry) ([]sessionlog.ThreadInfo, error) {
+		describe := func(ctx context.Context, page []entry) ([]sessionlog.ThreadInfo, error) {
 			subjs := make([]string, len(page))
 			for i, e := range page {
 				subjs[i] = e.subject
@@ -191,6 +250,44 @@ func (l *Log) Threads(ctx context.Context, tenant string, opts ...sessionlog.Thr
 			}
 			return out, nil
 		}
+		// A goroutine describes the threads a page at a time, one page
+		// ahead of the caller: the server answers the next multi_last get
+		// while the caller takes in the last one. It stops when the caller
+		// does, and is gone when the listing returns. A page is handed over
+		// only while ctx lasts, as if it had been fetched then.
+		type page struct {
+			infos []sessionlog.ThreadInfo
+			err   error
+		}
+		pages := make(chan page)
+		pctx, cancel := context.WithCancel(ctx)
+		stop, done := make(chan struct{}), make(chan struct{})
+		defer func() { close(stop); cancel(); <-done }()
+		go func() {
+			defer close(done)
+			defer close(pages)
+			described := 0
+			for rest := entries; len(rest) > 0; {
+				size := min(len(rest), maxMultiLast)
+				if !o.Recent && o.Limit > 0 {
+					if described >= o.Limit {
+						return
+					}
+					size = min(size, o.Limit-described)
+				}
+				infos, err := describe(pctx, rest[:size])
+				rest = rest[size:]
+				described += len(infos)
+				select {
+				case pages <- page{infos, err}:
+				case <-stop:
+					return
+				}
+				if err != nil {
+					return
+				}
+			}
+		}()
 		n := 0
 		emit := func(infos []sessionlog.ThreadInfo) bool {
 			for _, info := range infos {
@@ -204,38 +301,38 @@ func (l *Log) Threads(ctx context.Context, tenant string, opts ...sessionlog.Thr
 			}
 			return true
 		}
+		next := func() (page, bool) {
+			p, ok := <-pages
+			if err := ctx.Err(); ok && p.err == nil && err != nil {
+				p.err = err
+			}
+			return p, ok
+		}
 		if !o.Recent {
-			for len(entries) > 0 {
-				size := min(len(entries), maxMultiLast)
-				if o.Limit > 0 {
-					size = min(size, o.Limit-n)
-				}
-				infos, err := describe(entries[:size])
-				if err != nil {
-					yield(sessionlog.ThreadInfo{}, err)
+			for p, ok := next(); ok; p, ok = next() {
+				if p.err != nil {
+					yield(sessionlog.ThreadInfo{}, p.err)
 					return
 				}
-				entries = entries[size:]
-				if !emit(infos) || o.Limit > 0 && n == o.Limit {
+				if !emit(p.infos) || o.Limit > 0 && n == o.Limit {
 					return
 				}
 			}
 			return
 		}
-		var all []sessionlog.ThreadInfo
-		for i := 0; i < len(entries); i += maxMultiLast {
-			infos, err := describe(entries[i:min(i+maxMultiLast, len(entries))])
-			if err != nil {
-				yield(sessionlog.ThreadInfo{}, err)
+		all := make([]sessionlog.ThreadInfo, 0, len(entries))
+		for p, ok := next(); ok; p, ok = next() {
+			if p.err != nil {
+				yield(sessionlog.ThreadInfo{}, p.err)
 				return
 			}
-			for _, info := range infos {
+			for _, info := range p.infos {
 				if o.Before == 0 || info.LastOrdinal < o.Before {
 					all = append(all, info)
 				}
 			}
 		}
-		sort.Slice(all, func(i, j int) bool { return all[i].LastOrdinal > all[j].LastOrdinal })
+		slices.SortFunc(all, func(a, b sessionlog.ThreadInfo) int { return cmp.Compare(b.LastOrdinal, a.LastOrdinal) })
 		emit(all)
 	}
 }

@@ -37,6 +37,7 @@ type config struct {
 	memEvents  int
 	catchup    int
 	jsonPath   string
+	cpuProfile string
 	format     string
 	smoke      bool
 	serverPIDs []int
@@ -83,6 +84,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.memEvents, "memory-events", 0, fmt.Sprintf("memory: events over a few threads (default %d)", defaultSizes.memEvents))
 	fs.IntVar(&c.catchup, "catchup-events", 0, fmt.Sprintf("catchup: stored events to tail (default %d)", defaultSizes.catchup))
 	fs.StringVar(&c.jsonPath, "json", "", "also write the results as JSON to this file")
+	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the scenarios (and of in-process servers) to this file")
 	fs.StringVar(&c.format, "format", "text", "table format on stdout: text or markdown")
 	fs.BoolVar(&c.smoke, "smoke", false, "tiny sizes, a few seconds: checks that every scenario runs (numbers mean little)")
 	fs.StringVar(&pids, "server-pid", "", "with --nats: comma-separated process ids of the server(s), to read their RSS from /proc")

@@ -31,6 +31,8 @@ func formatValue(v float64, unit string) string {
 		default:
 			return fmt.Sprintf("%.0f/s", v)
 		}
+	case unitCount:
+		return fmt.Sprintf("%.0f", v)
 	case unitBytes:
 		switch a := math.Abs(v); {
 		case a >= 1<<30:

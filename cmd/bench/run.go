@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -130,6 +131,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// The shared target serves every scenario but the isolated ones; it is
 	// started on first use and stopped before the isolated ones run, so
 	// that their memory readings do not include it.
+	if cfg.cpuProfile != "" {
+		f, err := os.Create(cfg.cpuProfile)
+		if err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	var shared *target
 	defer func() {
 		if shared != nil {

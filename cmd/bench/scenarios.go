@@ -36,10 +36,18 @@ var allScenarios = []*scenario{
 		iters: 20, smokeIters: 2, byDefault: true, run: runArchive},
 	{name: "retry", about: "idempotent retry: Append of an already-appended event / 10-event batch vs the first Append",
 		iters: 1000, smokeIters: 10, byDefault: true, run: runRetry},
+	{name: "list10000", about: "Threads listing every one of 10,000 threads (3 events each), by name and by recent activity, vs its raw STREAM.INFO + multi_last requests",
+		iters: 15, smokeIters: 3, byDefault: true, run: runList10000},
+	{name: "last10", about: "LoadLast of 10 of a 10,000-event thread among 10 interleaved threads vs raw multi_last walk back, a raw get from the known start, and LoadSince(0)",
+		iters: 200, smokeIters: 10, byDefault: true, run: runLast10},
+	{name: "delete1000", about: "DeleteThread of a 1,000-event thread vs a raw STREAM.PURGE, and vs the raw deletion record + purge, of identical threads",
+		iters: 20, smokeIters: 2, byDefault: true, run: runDelete1000},
 	{name: "scale", about: "--tenants x --threads on fresh servers: stream creation per tenant, append p99 spread over every tenant vs one tenant, RSS, disk",
 		isolated: true, byDefault: true, run: runScale},
 	{name: "memory", about: "server and client RSS per 1,000 threads (--memory-threads) and per 1,000,000 events (--memory-events), on fresh servers",
 		isolated: true, byDefault: true, run: runMemory},
+	{name: "listmemory", about: "client heap while listing 100,000 threads (1 event each) on fresh servers, and the listing's time, vs its raw requests; 10,000 threads of 1 vs 10 events",
+		iters: 3, smokeIters: 1, isolated: true, byDefault: true, run: runListMemory},
 }
 
 // filler publishes events in the library's wire format with asynchronous

@@ -13,6 +13,7 @@ const (
 	unitMicros = "us"
 	unitRate   = "events/s"
 	unitBytes  = "bytes"
+	unitCount  = "requests"
 )
 
 // goal is a bound on a ratio: "<=" 1.1 for times, ">=" 0.9 for rates.
