@@ -27,6 +27,7 @@ const (
 	codeBatchTooManyInflight   = jetstreamext.JSErrCodeAtomicPublishTooManyInflight
 
 	codeAccountExceeded       natsjs.ErrorCode = 10002 // JSAccountResourcesExceededErr
+	codeClusterNoPeers        natsjs.ErrorCode = 10005 // JSClusterNoPeersErrF
 	codeInsufficientResources natsjs.ErrorCode = 10023 // JSInsufficientResourcesErr
 	codeMaxStreams            natsjs.ErrorCode = 10027 // JSMaximumStreamsLimitErr
 	codeMemoryExceeded        natsjs.ErrorCode = 10028 // JSMemoryResourcesExceededErr

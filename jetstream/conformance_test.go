@@ -2,6 +2,7 @@ package jetstream_test
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"testing"
@@ -37,7 +38,16 @@ func newLog(t testing.TB, nc *nats.Conn, opts ...jetstream.Option) *jetstream.Lo
 func corrupter(nc *nats.Conn) sessionlogtest.Corrupter {
 	return func(t *testing.T, log sessionlog.Log, key sessionlog.ThreadKey) uint64 {
 		jl := log.(*jetstream.Log)
-		reply, err := nc.Request(jl.Scheme().Subject(key.Tenant, key.Thread), []byte("not an event"), 10*time.Second)
+		// On a cluster this connection's node may learn of a stream just
+		// created elsewhere a moment later; nothing was stored meanwhile.
+		var reply *nats.Msg
+		var err error
+		for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			reply, err = nc.Request(jl.Scheme().Subject(key.Tenant, key.Thread), []byte("not an event"), 10*time.Second)
+			if !errors.Is(err, nats.ErrNoResponders) || time.Now().After(deadline) {
+				break
+			}
+		}
 		require.NoError(t, err)
 		var ack struct {
 			Seq uint64 `json:"seq"`

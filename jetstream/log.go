@@ -197,6 +197,12 @@ func (l *Log) EnsureTenant(ctx context.Context, tenant string) error {
 	}
 }
 
+// noPeersRetries bounds how often a creation refused for want of servers is
+// tried again (with the slow backoff, a few seconds in all) before the
+// refusal is the caller's: a cluster too small for the replicas asked stays
+// refused.
+const noPeersRetries = 4
+
 // creation is one stream creation that concurrent callers wait for.
 type creation struct {
 	done chan struct{}
@@ -211,6 +217,7 @@ func (l *Log) createStream(ctx context.Context, tenant string) error {
 	unavailable := newSlowBackoff()
 	attempt := min(time.Second, l.cfg.requestTimeout)
 	looked := false
+	noPeers := 0
 	for {
 		actx, acancel := context.WithTimeout(ctx, attempt)
 		var err error
@@ -242,6 +249,16 @@ func (l *Log) createStream(ctx context.Context, tenant string) error {
 			return fmt.Errorf("%w: no room for the stream of tenant %q: %w", sessionlog.ErrQuotaExceeded, tenant, err)
 		case errCode(err) == codeInsufficientResources, errCode(err) == codeStorageExceeded, errCode(err) == codeMemoryExceeded:
 			return fmt.Errorf("%w: creating the stream of tenant %q: %w", sessionlog.ErrStorageFull, tenant, err)
+		case ctx.Err() == nil && errCode(err) == codeClusterNoPeers && noPeers < noPeersRetries:
+			// Placement found too few servers: either the stream is new and
+			// a peer is down (it may be back in a moment), or a meta leader
+			// just elected has not applied the stream's assignment yet and
+			// took an existing stream for a new one. Ask before resending.
+			noPeers++
+			if _, exists, serr := l.quickStreamState(ctx, cfg.Name); serr == nil && exists {
+				return nil
+			}
+			wait = unavailable
 		case ctx.Err() == nil && apiStatus(err) == 503:
 			// The system is electing: ask again, without a storm.
 			wait = unavailable
@@ -294,6 +311,9 @@ func (l *Log) quickStreamState(ctx context.Context, stream string) (streamState,
 	return l.streamState(qctx, stream)
 }
 
+// streamInfoAttempts bounds the requests of one stream look-up.
+const streamInfoAttempts = 3
+
 // streamState returns what the Log knows of a stream, looking it up when
 // unknown or older than streamStateTTL. ok is false when the stream does not
 // exist.
@@ -305,7 +325,15 @@ func (l *Log) streamState(ctx context.Context, stream string) (st streamState, o
 		return st, true, nil
 	}
 	var info natsjs.StreamInfo
-	err = l.apiRequest(ctx, apiStreamInfo+"."+stream, nil, &info)
+	// A busy or electing server may miss one request: the look-up is
+	// idempotent, so ask a few times while the caller waits.
+	backoff := newBackoff()
+	for attempt := 1; ; attempt++ {
+		err = l.apiRequest(ctx, apiStreamInfo+"."+stream, nil, &info)
+		if attempt == streamInfoAttempts || !isTransient(err) || ctx.Err() != nil || backoff.wait(ctx) != nil {
+			break
+		}
+	}
 	if errCode(err) == codeStreamNotFound {
 		l.mu.Lock()
 		delete(l.streams, stream)

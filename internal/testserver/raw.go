@@ -66,7 +66,28 @@ func (p *RawPublisher) expect(what string) {
 // Publish stores a message with exactly these header bytes (which may be
 // anything, even empty or malformed) and payload on subject, waits for the
 // JetStream acknowledgement and returns the stream sequence it got.
+//
+// A "no responders" reply is retried for a while: on a cluster, the interest
+// of a stream just created through another node reaches this node's routes
+// a moment later, and a message nobody received was not stored.
 func (p *RawPublisher) Publish(subject, header string, payload []byte) uint64 {
+	p.tb.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		seq, stored := p.publishOnce(subject, header, payload)
+		if stored {
+			return seq
+		}
+		if time.Now().After(deadline) {
+			p.tb.Fatalf("raw publisher: no stream listens on %s", subject)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// publishOnce publishes and reports the sequence, or stored false when no
+// stream received the message.
+func (p *RawPublisher) publishOnce(subject, header string, payload []byte) (uint64, bool) {
 	p.tb.Helper()
 	reply := p.inbox + "." + strconv.FormatInt(time.Now().UnixNano(), 36)
 	if header == "" {
@@ -97,7 +118,7 @@ func (p *RawPublisher) Publish(subject, header string, payload []byte) uint64 {
 			if fields[0] == "HMSG" {
 				hdrLen, _ := strconv.Atoi(fields[len(fields)-2])
 				if strings.Contains(string(body[:hdrLen]), " 503") {
-					p.tb.Fatalf("raw publisher: no stream listens on %s", subject)
+					return 0, false
 				}
 				body = body[hdrLen:]
 			}
@@ -110,7 +131,7 @@ func (p *RawPublisher) Publish(subject, header string, payload []byte) uint64 {
 			if err := json.Unmarshal(body, &ack); err != nil || ack.Error != nil || ack.Seq == 0 {
 				p.tb.Fatalf("raw publisher: publish to %s was not stored: %s", subject, body)
 			}
-			return ack.Seq
+			return ack.Seq, true
 		}
 	}
 }
