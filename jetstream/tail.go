@@ -198,6 +198,14 @@ func (t *tail) follow(ctx context.Context, last *uint64, deliver func(*served) b
 			if err != nil {
 				return fmt.Errorf("jetstream: tail of %s: %w", t.filter, err)
 			}
+			if meta.Stream != t.stream || meta.Consumer != name {
+				// The server writes the stream and consumer of a delivery
+				// into its ack subject: this one comes from a consumer
+				// someone else created and aimed at our inbox (the
+				// deliver subject is any subject its creator names). Its
+				// messages are not this tail's.
+				continue
+			}
 			if meta.Sequence.Consumer != delivered+1 {
 				return errRestart // a message was lost on the way
 			}
