@@ -499,10 +499,13 @@ func (l *Log) TenantDeletions(ctx context.Context) iter.Seq2[sessionlog.Deletion
 	return func(yield func(sessionlog.Deletion, error) bool) {
 		stream := l.cfg.scheme.SystemStream()
 		prefix := strings.TrimSuffix(l.cfg.scheme.TenantDeletedSubject("x"), "x")
+		// The deletion records' own filter: a direct get reply is checked
+		// against a subject or a filter ending in ".*".
+		filter := prefix + "*"
 		var cursor uint64
 		for {
 			var got []*served
-			pending, err := l.directGet(ctx, stream, l.cfg.scheme.SystemFilter(), msgGetRequest{Seq: cursor + 1, NextFor: l.cfg.scheme.SystemFilter(), Batch: 1000},
+			pending, err := l.directGet(ctx, stream, filter, msgGetRequest{Seq: cursor + 1, NextFor: filter, Batch: 1000},
 				func(m *served) error { got = append(got, m); return nil })
 			if errors.Is(err, errDirectUnavailable) {
 				if _, ok, serr := l.streamState(ctx, stream); serr == nil && !ok {
