@@ -173,8 +173,12 @@ func (p *Provisioner) withTenant(ctx context.Context, rec Record, fn func(*jetst
 		return err
 	}
 	seed, _ := kp.Seed()
+	logger := p.cfg.Logger
 	nc, err := p.cfg.Dial(nats.UserJWTAndSeed(token, string(seed)), nats.CustomInboxPrefix(ProvisionerInbox),
-		nats.Name("jetsession provisioner"), nats.MaxReconnects(0))
+		nats.Name("jetsession provisioner"), nats.MaxReconnects(0),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			logger.Debug("NATS reports an error on the provisioner's connection to a tenant", "tenant", rec.Tenant, "err", err)
+		}))
 	if err != nil {
 		return fmt.Errorf("provision: connecting to the account of tenant %q: %w", rec.Tenant, err)
 	}

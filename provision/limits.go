@@ -21,16 +21,24 @@ type Limits struct {
 	// Consumers caps the consumers of the account: one per live tail
 	// (agents', the bridge's, the operator's).
 	Consumers int64 `json:"consumers"`
-	// Connections caps the account's connections at once: agents,
-	// archivers, the bridge's one and the provisioner's passing one.
+	// Connections caps the tenant's connections at once (agents and
+	// archivers). The account allows ServiceConnections more, for the
+	// bridge's reader and the provisioner's passing connection; a tenant
+	// that takes those too stops only its own analytics and storage
+	// changes, until it lets go of them (Suspend closes its connections).
 	Connections int64 `json:"connections"`
-	// Subscriptions caps the account's subscriptions at once: each
-	// connection holds one for its replies, each tail and each read in
-	// flight one more.
+	// Subscriptions caps each connection's subscriptions at once (the
+	// server counts them per connection): one for its replies, one per
+	// tail and per read in flight. An account holds at most
+	// (Connections+ServiceConnections) × Subscriptions.
 	Subscriptions int64 `json:"subscriptions"`
 	// PayloadBytes caps one message (events plus headers).
 	PayloadBytes int64 `json:"payload_bytes"`
 }
+
+// ServiceConnections is how many connections a tenant's account allows
+// beyond Limits.Connections: the bridge's and the provisioner's.
+const ServiceConnections = 2
 
 // DefaultLimits are the limits of a tenant created without any: 1 GiB of
 // storage, 100 consumers, 50 connections, 1,000 subscriptions, 1 MiB
@@ -46,9 +54,8 @@ func DefaultLimits() Limits {
 }
 
 // Validate reports limits that cannot work. There is no "unlimited": an
-// account per tenant exists to bound each. The bridge and the provisioner
-// need a connection each beside the agents, the bridge a consumer, and
-// every connection a subscription for its replies.
+// account per tenant exists to bound each. The bridge needs a consumer,
+// and a connection a few subscriptions (its replies, a tail, a read).
 func (l Limits) Validate() error {
 	var errs []error
 	check := func(name string, v, least int64) {
@@ -58,8 +65,8 @@ func (l Limits) Validate() error {
 	}
 	check("storage", l.StorageBytes, 1<<20)
 	check("consumers", l.Consumers, 2)
-	check("connections", l.Connections, 3)
-	check("subscriptions", l.Subscriptions, l.Connections)
+	check("connections", l.Connections, 1)
+	check("subscriptions", l.Subscriptions, 4)
 	check("payload", l.PayloadBytes, 64<<10)
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidLimits, err)
@@ -80,7 +87,7 @@ func (l Limits) apply(ac *jwt.AccountClaims) {
 		// anything but the provisioner cannot escape the quota either.
 		MaxBytesRequired: true,
 	}
-	ac.Limits.Conn = l.Connections
+	ac.Limits.Conn = l.Connections + ServiceConnections
 	ac.Limits.LeafNodeConn = 0
 	ac.Limits.Subs = l.Subscriptions
 	ac.Limits.Payload = l.PayloadBytes

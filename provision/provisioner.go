@@ -222,10 +222,11 @@ func (p *Provisioner) Create(ctx context.Context, tenant string, limits Limits) 
 	return rec, nil
 }
 
-// SetLimits changes a live tenant's limits at once: the account's, and its
-// stream's quota. Connections over a lowered connection limit are closed
-// by the server, newest first. It returns ErrNoJetStream when the server
-// has no room for a raised storage limit (the account keeps the old one).
+// SetLimits changes a live tenant's limits at once: the account's, and,
+// when the storage limit changes, its stream's quota. Connections over a
+// lowered connection limit are closed by the server, newest first. It
+// returns ErrNoJetStream when the server has no room for a raised storage
+// limit (the account keeps the old one).
 func (p *Provisioner) SetLimits(ctx context.Context, tenant string, limits Limits) (Record, error) {
 	if err := limits.Validate(); err != nil {
 		return Record{}, err
@@ -239,15 +240,15 @@ func (p *Provisioner) SetLimits(ctx context.Context, tenant string, limits Limit
 	if err := p.put(ctx, &rec); err != nil {
 		return rec, err
 	}
-	quota := func(log *jetstream.Log, js natsjs.JetStream) error {
+	if limits.StorageBytes == old.StorageBytes {
+		return rec, p.pushAccount(ctx, rec)
+	}
+	quota := func(js natsjs.JetStream) error {
 		s, err := js.Stream(ctx, p.cfg.Scheme.Stream(tenant))
 		if err != nil {
 			return fmt.Errorf("provision: looking up the stream of tenant %q: %w", tenant, err)
 		}
 		cfg := s.CachedInfo().Config
-		if cfg.MaxBytes == limits.StorageBytes {
-			return nil
-		}
 		cfg.MaxBytes = limits.StorageBytes
 		if _, err := js.UpdateStream(ctx, cfg); err != nil {
 			return fmt.Errorf("provision: setting the quota of tenant %q: %w", tenant, err)
@@ -256,20 +257,21 @@ func (p *Provisioner) SetLimits(ctx context.Context, tenant string, limits Limit
 	}
 	// A stream's quota may not exceed its account's storage: lower the
 	// quota first, raise it last.
-	if limits.StorageBytes < old.StorageBytes {
-		if err := p.withTenant(ctx, rec, quota); err != nil {
+	lower := limits.StorageBytes < old.StorageBytes
+	if lower {
+		if err := p.withTenant(ctx, rec, func(_ *jetstream.Log, js natsjs.JetStream) error { return quota(js) }); err != nil {
 			return rec, err
 		}
 	}
 	if err := p.pushAccount(ctx, rec); err != nil {
 		return rec, err
 	}
-	err = p.withTenant(ctx, rec, func(log *jetstream.Log, js natsjs.JetStream) error {
+	err = p.withTenant(ctx, rec, func(_ *jetstream.Log, js natsjs.JetStream) error {
 		if err := p.checkJetStream(ctx, js, rec); err != nil {
 			return err
 		}
-		if limits.StorageBytes > old.StorageBytes {
-			return quota(log, js)
+		if !lower {
+			return quota(js)
 		}
 		return nil
 	})

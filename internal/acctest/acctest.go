@@ -110,7 +110,7 @@ func (e *Env) CredsPath(name string) string { return filepath.Join(e.Dir, provis
 // ends.
 func (e *Env) Connect(tb testing.TB, creds, inbox string, opts ...nats.Option) *nats.Conn {
 	tb.Helper()
-	all := []nats.Option{nats.UserCredentials(e.CredsPath(creds)), nats.Name(creds)}
+	all := []nats.Option{nats.UserCredentials(e.CredsPath(creds)), nats.Name(creds), quiet}
 	if inbox != "" {
 		all = append(all, nats.CustomInboxPrefix(inbox))
 	}
@@ -132,7 +132,7 @@ func (e *Env) ConnectCreds(tb testing.TB, creds []byte, inbox string, opts ...na
 		return nil, err
 	}
 	seed, _ := kp.Seed()
-	all := []nats.Option{nats.UserJWTAndSeed(token, string(seed))}
+	all := []nats.Option{nats.UserJWTAndSeed(token, string(seed)), quiet}
 	if inbox != "" {
 		all = append(all, nats.CustomInboxPrefix(inbox))
 	}
@@ -142,6 +142,10 @@ func (e *Env) ConnectCreds(tb testing.TB, creds []byte, inbox string, opts ...na
 	}
 	return nc, err
 }
+
+// quiet keeps the client library from printing the server's asynchronous
+// errors; tests that want them record them with a handler of their own.
+var quiet = nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {})
 
 func nkeysJWT(creds []byte) (string, error) { return nkeys.ParseDecoratedJWT(creds) }
 
