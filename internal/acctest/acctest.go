@@ -5,6 +5,7 @@ package acctest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -13,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jetsession/jetsession/internal/testserver"
 	"github.com/jetsession/jetsession/provision"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -52,9 +52,18 @@ type Options struct {
 // and runs it until the test ends.
 func Start(tb testing.TB, o Options) *Env {
 	tb.Helper()
-	text, err := os.ReadFile(ConfigPath())
+	env, stop, err := Launch(tb.TempDir(), o)
 	require.NoError(tb, err)
-	dir := tb.TempDir()
+	tb.Cleanup(stop)
+	return env
+}
+
+// Launch is Start in dir, for programs: stop shuts the server down.
+func Launch(dir string, o Options) (env *Env, stop func(), err error) {
+	text, err := os.ReadFile(ConfigPath())
+	if err != nil {
+		return nil, nil, err
+	}
 	conf := string(text)
 	jwtDir := filepath.Join(dir, "jwt")
 	repl := map[string]string{
@@ -67,39 +76,52 @@ func Start(tb testing.TB, o Options) *Env {
 		repl[old] = new
 	}
 	for old, new := range repl {
-		require.Contains(tb, conf, old, "the shipped configuration changed: update acctest")
+		if !strings.Contains(conf, old) {
+			return nil, nil, fmt.Errorf("the shipped configuration has no %q: update acctest", old)
+		}
 		conf = strings.Replace(conf, old, new, 1)
 	}
 	path := filepath.Join(dir, "tenant-accounts.conf")
-	require.NoError(tb, os.WriteFile(path, []byte(conf), 0o600))
+	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+		return nil, nil, err
+	}
 	opDir := filepath.Join(dir, "operator")
 	setup, err := provision.Init(opDir, provision.InitOptions{})
-	require.NoError(tb, err)
+	if err != nil {
+		return nil, nil, err
+	}
 	opts, err := server.ProcessConfigFile(path)
-	require.NoError(tb, err)
+	if err != nil {
+		return nil, nil, err
+	}
 	opts.NoLog = os.Getenv("JETSESSION_TEST_SERVER_LOG") == ""
 	opts.NoSigs = true
 	if o.Edit != nil {
 		o.Edit(opts)
 	}
 	srv, err := server.NewServer(opts)
-	require.NoError(tb, err)
+	if err != nil {
+		return nil, nil, err
+	}
 	if !opts.NoLog {
 		srv.ConfigureLogger()
 	}
 	go srv.Start()
-	tb.Cleanup(func() {
+	stop = func() {
 		srv.Shutdown()
 		srv.WaitForShutdown()
-	})
-	require.True(tb, srv.ReadyForConnections(30*time.Second))
-	testserver.Eventually(tb, 30*time.Second, func() error {
-		if !srv.JetStreamEnabled() {
-			return fmt.Errorf("JetStream not enabled yet")
+	}
+	if !srv.ReadyForConnections(30 * time.Second) {
+		stop()
+		return nil, nil, errors.New("the server is not ready for connections")
+	}
+	for deadline := time.Now().Add(30 * time.Second); !srv.JetStreamEnabled(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			stop()
+			return nil, nil, errors.New("JetStream not enabled")
 		}
-		return nil
-	})
-	return &Env{Dir: opDir, Setup: setup, Opts: opts, Server: srv, URL: srv.ClientURL(), JWTDir: jwtDir}
+	}
+	return &Env{Dir: opDir, Setup: setup, Opts: opts, Server: srv, URL: srv.ClientURL(), JWTDir: jwtDir}, stop, nil
 }
 
 // CredsPath is the path of one of Init's credentials files.
