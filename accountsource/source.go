@@ -32,6 +32,7 @@ import (
 	"github.com/jetsession/jetsession/provision"
 	"github.com/jetsession/jetsession/sessionlog"
 	"github.com/jetsession/jetsession/subjects"
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 )
@@ -281,6 +282,12 @@ func (s *Source) dial(rec provision.Record) (*nats.Conn, *jetstream.Log, error) 
 	token := rec.Readers[s.pub]
 	if token == "" {
 		return nil, nil, fmt.Errorf("%w: tenant %q, reader %s", ErrNoReaderJWT, rec.Tenant, s.pub)
+	}
+	// The server checks the JWT's signature and account; this checks that
+	// the record hands this reader its own user in the record's account.
+	uc, err := jwt.DecodeUserClaims(token)
+	if err != nil || uc.Subject != s.pub || uc.IssuerAccount != rec.Account {
+		return nil, nil, fmt.Errorf("%w: tenant %q: the record's JWT is not this reader's user in account %s", ErrNoReaderJWT, rec.Tenant, rec.Account)
 	}
 	key := s.cfg.Key
 	nc, err := s.cfg.Dial(

@@ -203,7 +203,9 @@ func (p *Provisioner) withTenant(ctx context.Context, rec Record, fn func(*jetst
 func (p *Provisioner) checkJetStream(ctx context.Context, js natsjs.JetStream, rec Record) error {
 	const patience = 2 * time.Second
 	deadline := time.Now().Add(patience)
-	wait := 10 * time.Millisecond
+	// JetStream comes to a new account a moment after its first
+	// connection: ask often at first.
+	wait := 2 * time.Millisecond
 	for {
 		actx, cancel := p.withTimeout(ctx)
 		info, err := js.AccountInfo(actx)
@@ -221,6 +223,6 @@ func (p *Provisioner) checkJetStream(ctx context.Context, js natsjs.JetStream, r
 				ErrNoJetStream, rec.Tenant, rec.Account, err)
 		}
 		time.Sleep(wait)
-		wait = min(2*wait, 200*time.Millisecond)
+		wait = min(wait+5*time.Millisecond, 50*time.Millisecond)
 	}
 }
