@@ -74,13 +74,28 @@ type claimsResponse struct {
 var errDeleteDisabled = errors.New("account deletion disabled")
 
 // pushAccount signs the record's account JWT and hands it to the server's
-// resolver, which applies it at once.
+// resolver, which applies it at once. The last JWT pushed wins, so it
+// then reads the record again: when another provisioner changed it
+// meanwhile (and may have pushed before this call did), it pushes the
+// newer record, until the one it pushed is the latest.
 func (p *Provisioner) pushAccount(ctx context.Context, rec Record) error {
-	token, err := p.accountClaims(rec).Encode(p.cfg.Keys.OperatorSigning)
-	if err != nil {
-		return fmt.Errorf("provision: signing the account of tenant %q: %w", rec.Tenant, err)
+	for {
+		token, err := p.accountClaims(rec).Encode(p.cfg.Keys.OperatorSigning)
+		if err != nil {
+			return fmt.Errorf("provision: signing the account of tenant %q: %w", rec.Tenant, err)
+		}
+		if err := p.claimsRequest(ctx, claimsUpdateSubject, token, "updating the account of tenant "+fmt.Sprintf("%q", rec.Tenant)); err != nil {
+			return err
+		}
+		latest, ok, err := p.reg.Get(ctx, rec.Tenant)
+		if err != nil {
+			return err
+		}
+		if !ok || latest.Revision <= rec.Revision || latest.Account != rec.Account {
+			return nil
+		}
+		rec = latest
 	}
-	return p.claimsRequest(ctx, claimsUpdateSubject, token, "updating the account of tenant "+fmt.Sprintf("%q", rec.Tenant))
 }
 
 // deleteAccount asks the server's resolver to delete an account.
@@ -201,8 +216,8 @@ func (p *Provisioner) withTenant(ctx context.Context, rec Record, fn func(*jetst
 // record's storage limit: the server applies a pushed JWT at once, but
 // refuses JetStream (or a raised limit) to an account it has no room for.
 func (p *Provisioner) checkJetStream(ctx context.Context, js natsjs.JetStream, rec Record) error {
-	const patience = 2 * time.Second
-	deadline := time.Now().Add(patience)
+	// A loaded server may take a while; one with no room never gives it.
+	deadline := time.Now().Add(p.cfg.Timeout)
 	// JetStream comes to a new account a moment after its first
 	// connection: ask often at first.
 	wait := 2 * time.Millisecond
