@@ -189,6 +189,8 @@ func TestAnAccountPerTenantStopsAHostileTenant(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, last, next(t, out, errc).Ordinal)
 		stop()
+		for range out { // the tail ends once its consumer is deleted
+		}
 		_, err = globexLog.LoadSince(ctx, secretKey, 0)
 		require.NoError(t, err)
 		require.NoError(t, tap.nc.Flush())
@@ -292,6 +294,8 @@ func TestAnAccountPerTenantStopsAHostileTenant(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, last, next(t, out, errc).Ordinal)
 		stop()
+		for range out {
+		}
 		// The tap works: it sees acme's own traffic.
 		_, err = acmeLog.Append(ctx, sessionlog.ThreadKey{Tenant: "acme", Thread: "visible"}, events("acme's own"))
 		require.NoError(t, err)
