@@ -18,7 +18,9 @@ import (
 	"github.com/jetsession/jetsession/provision"
 	"github.com/jetsession/jetsession/sessionlog"
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 	"github.com/stretchr/testify/require"
 )
 
@@ -177,6 +179,42 @@ func TestTenantAccountRoles(t *testing.T) {
 		rd.violation(t, "Publish", "jetsession.globex.")
 		_, err = rl.ArchiveBefore(ctxFor(t, deniedWait), globexKey, 1<<40)
 		require.ErrorIs(t, err, jetstream.ErrPermissionDenied)
+	})
+
+	t.Run("the provisioner's user in a tenant account reads no event", func(t *testing.T) {
+		// What the provisioner issues itself for each change of a stream.
+		keys, err := provision.LoadKeys(env.Dir)
+		require.NoError(t, err)
+		rec, err := p.Get(ctx, "globex")
+		require.NoError(t, err)
+		user, _ := nkeys.CreateUser()
+		pub, _ := user.PublicKey()
+		uc := jwt.NewUserClaims(pub)
+		uc.IssuerAccount = rec.Account
+		uc.SetScoped(true)
+		token, err := uc.Encode(keys.Roles[provision.RoleProvisioner])
+		require.NoError(t, err)
+		seed, _ := user.Seed()
+		creds, err := jwt.FormatUserConfig(token, seed)
+		require.NoError(t, err)
+		prov := credsClient(t, env, creds, "provisioner-globex", provision.ProvisionerInbox)
+		pl := prov.log(t, jetstream.WithStreamCreation(false))
+		info, ok, err := pl.Tenant(ctx, "globex")
+		require.NoError(t, err, "it sees the stream's state")
+		require.True(t, ok)
+		require.EqualValues(t, 1, info.Events)
+		prov.noViolations(t)
+		_, err = pl.LoadSince(ctxFor(t, deniedWait), globexKey, 0)
+		require.ErrorIs(t, err, jetstream.ErrPermissionDenied)
+		prov.violation(t, "Publish", "$JS.API.DIRECT.GET.jetsession-globex")
+		_, err = pl.Append(ctxFor(t, deniedWait), globexKey, events("x"))
+		require.Error(t, err)
+		prov.violation(t, "Publish", "jetsession.globex.")
+		for _, subject := range []string{"$JS.API.STREAM.MSG.GET.jetsession-globex", "$JS.API.CONSUMER.CREATE.jetsession-globex.c.jetsession.globex.*",
+			"$JS.API.STREAM.PURGE.jetsession-globex", "$JS.API.DIRECT.GET.jetsession-globex"} {
+			require.NoError(t, prov.nc.Publish(subject, nil))
+			prov.violation(t, "Publish", subject)
+		}
 	})
 
 	t.Run("the bridge follows every tenant, one created while it runs included", func(t *testing.T) {
