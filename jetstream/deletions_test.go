@@ -39,6 +39,9 @@ func TestTenantDeletionsYieldEveryDeletedTenant(t *testing.T) {
 	require.Len(t, got, 3)
 	for tenant, last := range lasts {
 		require.Equal(t, last+1, got[tenant], tenant)
+		d, err := l.DeletedLastOrdinal(ctx(t), tenant)
+		require.NoError(t, err)
+		require.Equal(t, last, d)
 		// A tenant created again numbers on after its deleted self.
 		again, err := l.Append(ctx(t), sessionlog.ThreadKey{Tenant: tenant, Thread: "t"}, events(1))
 		require.NoError(t, err)

@@ -473,9 +473,10 @@ type tenantDeletion struct {
 
 // DeleteTenant implements sessionlog.Deleter. It records the deletion and
 // the tenant's last ordinal in the system stream (see
-// subjects.Scheme.SystemStream; creating it on first use), so that the
-// bridge deletes its copies and a tenant created again numbers on after
-// it, then deletes the tenant's stream.
+// subjects.Scheme.SystemStream; creating it on first use; another
+// account's with WithSystemLog), so that the bridge deletes its copies and
+// a tenant created again numbers on after it, then deletes the tenant's
+// stream.
 func (l *Log) DeleteTenant(ctx context.Context, tenant string) error {
 	if err := sessionlog.ValidateTenant(tenant); err != nil {
 		return err
@@ -492,11 +493,12 @@ func (l *Log) DeleteTenant(ctx context.Context, tenant string) error {
 	if err != nil {
 		return fmt.Errorf("jetstream: deleting tenant %q: %w", tenant, err)
 	}
-	if err := l.ensureSystemStream(ctx); err != nil {
+	sys := l.systemLog()
+	if err := sys.ensureSystemStream(ctx); err != nil {
 		return err
 	}
 	body, _ := json.Marshal(tenantDeletion{Tenant: tenant, LastOrdinal: info.State.LastSeq, Time: time.Now().UTC()})
-	if _, err := l.publish(ctx, &nats.Msg{Subject: l.cfg.scheme.TenantDeletedSubject(tenant), Data: body}); err != nil {
+	if _, err := sys.publish(ctx, &nats.Msg{Subject: l.cfg.scheme.TenantDeletedSubject(tenant), Data: body}); err != nil {
 		return fmt.Errorf("jetstream: recording the deletion of tenant %q: %w", tenant, err)
 	}
 	var resp struct {
@@ -508,6 +510,15 @@ func (l *Log) DeleteTenant(ctx context.Context, tenant string) error {
 	}
 	l.forget(stream)
 	return nil
+}
+
+// systemLog is the Log whose system stream holds this Log's tenant
+// deletion records: its own, unless WithSystemLog named another.
+func (l *Log) systemLog() *Log {
+	if l.cfg.system != nil {
+		return l.cfg.system
+	}
+	return l
 }
 
 // forget drops what the Log knows of a stream.
@@ -550,6 +561,17 @@ func (l *Log) ensureSystemStream(ctx context.Context) error {
 	return nil
 }
 
+// DeletedLastOrdinal returns the last ordinal the tenant had when it was
+// last deleted, from the deletion records (the system Log's, see
+// WithSystemLog), or 0 when it was never deleted. A tenant created again
+// numbers on after it.
+func (l *Log) DeletedLastOrdinal(ctx context.Context, tenant string) (uint64, error) {
+	if err := sessionlog.ValidateTenant(tenant); err != nil {
+		return 0, err
+	}
+	return l.systemLog().deletedLastOrdinal(ctx, tenant)
+}
+
 // deletedLastOrdinal returns the last ordinal a deleted tenant had, 0 when
 // it was never deleted.
 func (l *Log) deletedLastOrdinal(ctx context.Context, tenant string) (uint64, error) {
@@ -568,15 +590,19 @@ func (l *Log) deletedLastOrdinal(ctx context.Context, tenant string) (uint64, er
 // stream (the last one of each tenant), for the bridge: each says that
 // every event of the tenant up to Before-1 is gone.
 func (l *Log) TenantDeletions(ctx context.Context) iter.Seq2[sessionlog.Deletion, error] {
+	if l.cfg.system != nil {
+		return l.cfg.system.TenantDeletions(ctx)
+	}
 	return func(yield func(sessionlog.Deletion, error) bool) {
 		stream := l.cfg.scheme.SystemStream()
 		prefix := strings.TrimSuffix(l.cfg.scheme.TenantDeletedSubject("x"), "x")
+		// The deletion records' own filter: a direct get reply is checked
+		// against a subject or a filter ending in ".*".
+		filter := prefix + "*"
 		var cursor uint64
 		for {
 			var got []*served
-			// The deletion records' own filter: a direct get reply is
-			// checked against a subject or a filter ending in ".*".
-			pending, err := l.directGet(ctx, stream, prefix+"*", msgGetRequest{Seq: cursor + 1, NextFor: prefix + "*", Batch: 1000},
+			pending, err := l.directGet(ctx, stream, filter, msgGetRequest{Seq: cursor + 1, NextFor: filter, Batch: 1000},
 				func(m *served) error { got = append(got, m); return nil })
 			if errors.Is(err, errDirectUnavailable) {
 				if _, ok, serr := l.streamState(ctx, stream); serr == nil && !ok {

@@ -87,6 +87,9 @@ func New(nc *nats.Conn, opts ...Option) (*Log, error) {
 	if cfg.watcher != nil && cfg.watcher.nc != nc {
 		return nil, fmt.Errorf("%w: the permission watcher watches another connection", ErrInvalidConfig)
 	}
+	if cfg.system != nil && cfg.system.cfg.scheme != cfg.scheme {
+		return nil, fmt.Errorf("%w: the system log uses another scheme", ErrInvalidConfig)
+	}
 	if maxPayload := int(nc.MaxPayload()); maxPayload > 0 {
 		fit := maxPayload - headerAllowance
 		switch {
@@ -225,7 +228,7 @@ func (l *Log) createStream(ctx context.Context, tenant string) error {
 			// A tenant created again numbers on after its deleted self:
 			// ordinals are never reused.
 			var last uint64
-			if last, err = l.deletedLastOrdinal(actx, tenant); err == nil {
+			if last, err = l.systemLog().deletedLastOrdinal(actx, tenant); err == nil {
 				looked = true
 				if last > 0 {
 					cfg.FirstSeq = last + 1

@@ -43,6 +43,7 @@ type config struct {
 	tailBuffer     int
 	watcher        *PermissionWatcher
 	maxAge         time.Duration
+	system         *Log
 }
 
 func defaultConfig() config {
@@ -220,6 +221,24 @@ func WithPermissionWatcher(w *PermissionWatcher) Option {
 			return fmt.Errorf("%w: nil permission watcher", ErrInvalidConfig)
 		}
 		c.watcher = w
+		return nil
+	}
+}
+
+// WithSystemLog makes the Log keep its tenant deletion records in sys's
+// system stream instead of its own account's: DeleteTenant records the
+// deletion through sys, a tenant created again (EnsureTenant, or Append
+// creating its stream) numbers on after the last ordinal sys recorded, and
+// TenantDeletions reads sys's records. sys must use the same scheme. It is
+// for deployments with an account per tenant, where the tenant's account
+// holds only the tenant's stream and the records live in an operations
+// account that outlives the tenant's (package provision).
+func WithSystemLog(sys *Log) Option {
+	return func(c *config) error {
+		if sys == nil {
+			return fmt.Errorf("%w: nil system log", ErrInvalidConfig)
+		}
+		c.system = sys
 		return nil
 	}
 }

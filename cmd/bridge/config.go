@@ -35,6 +35,9 @@ type config struct {
 	HTTPAddr   string
 	Demo       bool
 	Quarantine string
+	// TenantAccounts follows a deployment with an account per tenant: the
+	// credentials are a reader of the operations account (accounts.go).
+	TenantAccounts bool
 
 	SubjectPrefix string
 	StreamPrefix  string
@@ -86,6 +89,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.StringVar(&c.Quarantine, "quarantine", "", "JSON lines file keeping messages that are not valid events (default <data-dir>/bridge/quarantine.jsonl)")
 	fs.StringVar(&c.HTTPAddr, "http", "127.0.0.1:9464", "address for /metrics and /healthz; empty disables it")
 	fs.BoolVar(&c.Demo, "demo", false, "also run a small synthetic agent fleet appending events")
+	fs.BoolVar(&c.TenantAccounts, "tenant-accounts", false, "an account per tenant: --creds is the bridge's reader of the operations account (creds/bridge.creds of 'jetsession tenant init'); every tenant of the registry is followed through its own account")
 	fs.StringVar(&c.SubjectPrefix, "subject-prefix", subjects.DefaultSubjectPrefix, "subject prefix of thread subjects")
 	fs.StringVar(&c.StreamPrefix, "stream-prefix", subjects.DefaultStreamPrefix, "name prefix of tenant streams")
 	fs.IntVar(&c.BatchSize, "batch-size", 5000, "most events handed to the sinks at once, 1 to 1000000")
@@ -167,6 +171,14 @@ func (c config) validate() error {
 	}
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("--data-dir is required: the bridge keeps its positions and quarantine there"))
+	}
+	if c.TenantAccounts {
+		if c.NATS.URL == "" || c.NATS.Creds == "" {
+			errs = append(errs, errors.New("--tenant-accounts needs --nats and --creds (the bridge's reader of the operations account, creds/bridge.creds)"))
+		}
+		if c.Demo {
+			errs = append(errs, errors.New("--tenant-accounts and --demo do not go together: the provisioner creates tenants there"))
+		}
 	}
 	if c.HTTPAddr != "" {
 		if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {

@@ -32,6 +32,7 @@ import (
 	"github.com/jetsession/jetsession/internal/embedded"
 	"github.com/jetsession/jetsession/internal/natsconn"
 	"github.com/jetsession/jetsession/jetstream"
+	"github.com/jetsession/jetsession/provision"
 	"github.com/jetsession/jetsession/subjects"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -126,6 +127,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 	}()
 
+	if cfg.TenantAccounts && ncfg.InboxPrefix == "" {
+		ncfg.InboxPrefix = provision.ReaderInbox
+	}
 	nc, err := connect(ncfg, logger)
 	if err != nil {
 		return err
@@ -156,7 +160,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	if err := checkJetStream(ctx, log, ncfg); err != nil {
+	var source bridge.Source = log
+	if cfg.TenantAccounts {
+		src, err := openAccountSource(ctx, ncfg, nc, logger)
+		if err != nil {
+			return err
+		}
+		defer src.Close()
+		source = src
+	} else if err := checkJetStream(ctx, log, ncfg); err != nil {
 		return err
 	}
 
@@ -185,7 +197,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	b, err := bridge.New(bridge.Config{
-		Source: log, Sink: sink, Quarantine: quarantine, Logger: logger, Metrics: bridge.NewMetrics(reg),
+		Source: source, Sink: sink, Quarantine: quarantine, Logger: logger, Metrics: bridge.NewMetrics(reg),
 		BatchSize: cfg.BatchSize, FlushInterval: cfg.FlushInterval, DiscoverInterval: cfg.DiscoverInterval,
 		CatchUpConcurrency: cfg.CatchUp,
 	})

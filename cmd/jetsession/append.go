@@ -68,7 +68,7 @@ func runAppend(ctx context.Context, sio stdio, args []string) error {
 	if err != nil {
 		return err
 	}
-	c, err := dial(cf, dialOptions{create: create, replicas: replicas, maxAge: maxAge})
+	c, err := dial(cf, dialOptions{create: create, replicas: replicas, maxAge: maxAge, tenant: key.Tenant})
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/jetsession/jetsession/accountsource"
 	"github.com/jetsession/jetsession/internal/natsconn"
 	"github.com/jetsession/jetsession/jetstream"
 	"github.com/jetsession/jetsession/sessionlog"
@@ -19,6 +20,8 @@ type client struct {
 	nc      *nats.Conn
 	log     *jetstream.Log
 	watcher *jetstream.PermissionWatcher
+	// source reads every tenant through its own account, with --accounts.
+	source *accountsource.Source
 }
 
 // dialOptions vary the connection by command.
@@ -32,12 +35,15 @@ type dialOptions struct {
 	create   bool
 	replicas int
 	maxAge   time.Duration
+	// tenant is the tenant the command reads: with --accounts, the
+	// client's Log is the one of that tenant's account.
+	tenant string
 }
 
 // dialTenant connects and checks that tenant has a stream, for commands that
 // read or change one tenant's threads. The caller closes the client.
 func dialTenant(ctx context.Context, cf *connFlags, tenant string) (*client, error) {
-	c, err := dial(cf, dialOptions{})
+	c, err := dial(cf, dialOptions{tenant: tenant})
 	if err != nil {
 		return nil, err
 	}
@@ -49,6 +55,9 @@ func dialTenant(ctx context.Context, cf *connFlags, tenant string) (*client, err
 }
 
 func dial(cf *connFlags, o dialOptions) (*client, error) {
+	if cf.accounts != "" {
+		return dialAccounts(cf, o)
+	}
 	ncfg := cf.nats
 	ncfg.Name = "jetsession CLI"
 	ncfg.Timeout = cf.timeout
@@ -112,6 +121,9 @@ func dial(cf *connFlags, o dialOptions) (*client, error) {
 }
 
 func (c *client) close() {
+	if c.source != nil {
+		c.source.Close()
+	}
 	c.watcher.Close()
 	c.nc.Close()
 }

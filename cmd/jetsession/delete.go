@@ -71,6 +71,9 @@ func runDeleteTenant(ctx context.Context, sio stdio, args []string) error {
 	if err := tenantArg(tenant); err != nil {
 		return err
 	}
+	if cf.accounts != "" {
+		return usagef("with an account per tenant, the provisioner deletes tenants: 'jetsession tenant delete %s --dir %s'", shellQuote(tenant), shellQuote(cf.accounts))
+	}
 	if !yes && !sio.terminal {
 		return usagef("delete-tenant asks before deleting, and standard input is not a terminal (pass --yes to delete without asking)")
 	}

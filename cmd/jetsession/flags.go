@@ -123,6 +123,9 @@ type connFlags struct {
 	scheme    subjects.Scheme
 	timeout   time.Duration
 	json      bool
+	// accounts is a provisioning folder: read tenants through their own
+	// accounts, as the operator view's reader (accounts.go).
+	accounts string
 }
 
 func (f *flagSet) connFlags() *connFlags {
@@ -136,6 +139,7 @@ func (f *flagSet) connFlags() *connFlags {
 	fs.StringVar(&c.scheme.StreamPrefix, "stream-prefix", subjects.DefaultStreamPrefix, "name `PREFIX` of tenant streams")
 	f.duration(&c.timeout, "timeout", 10*time.Second, "`DURATION` to wait for the server, with a unit (10s, 1m)")
 	fs.BoolVar(&c.json, "json", false, "print JSON, one object per line")
+	fs.StringVar(&c.accounts, "accounts", "", "provisioning `DIR` of an account per tenant: read every tenant through its account, as the operator view (env JETSESSION_ACCOUNTS)")
 	fs.VisitAll(func(fl *flag.Flag) {
 		if !before[fl.Name] {
 			f.conn[fl.Name] = true
@@ -147,6 +151,9 @@ func (f *flagSet) connFlags() *connFlags {
 			if v := f.sio.getenv(env); v != "" && !f.isSet(name) {
 				fs.Set(name, v)
 			}
+		}
+		if c.accounts == "" {
+			c.accounts = f.sio.getenv("JETSESSION_ACCOUNTS")
 		}
 		if c.nats.URL == "" {
 			c.nats.URL = defaultURL

@@ -100,6 +100,7 @@ func commands() []command {
 		{"archive", "TENANT THREAD", "remove a thread's events up to --before from the hot log", runArchive},
 		{"delete-thread", "TENANT THREAD", "delete a thread: its events, here and in the analytics copies", runDeleteThread},
 		{"delete-tenant", "TENANT", "delete a tenant: its stream and every event, here and in the analytics copies", runDeleteTenant},
+		{"tenant", "VERB [TENANT]", "provision tenants with an account each: init, create, limit, suspend, delete, creds (see 'tenant help')", runTenant},
 		{"serve", "", "run a development NATS server with JetStream until Ctrl-C", runServe},
 	}
 }

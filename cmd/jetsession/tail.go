@@ -33,7 +33,7 @@ func runTail(ctx context.Context, sio stdio, args []string) error {
 		}
 		key.Tenant = pos[0]
 	}
-	c, err := dial(cf, dialOptions{follow: true, notes: sio.stderr})
+	c, err := dial(cf, dialOptions{follow: true, notes: sio.stderr, tenant: key.Tenant})
 	if err != nil {
 		return err
 	}

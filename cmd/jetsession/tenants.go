@@ -24,7 +24,12 @@ func runTenants(ctx context.Context, sio stdio, args []string) error {
 	defer c.close()
 	tctx, cancel := c.withTimeout(ctx)
 	defer cancel()
-	tenants, err := c.log.Tenants(tctx)
+	var tenants []sessionlog.TenantInfo
+	if c.source != nil {
+		tenants, err = c.source.Tenants(tctx)
+	} else {
+		tenants, err = c.log.Tenants(tctx)
+	}
 	if err != nil {
 		return c.explain(err)
 	}
