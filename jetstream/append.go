@@ -129,6 +129,11 @@ func (l *Log) Append(ctx context.Context, key sessionlog.ThreadKey, events []ses
 			// No answer within the request timeout (a stream leader being
 			// elected, a busy server): the outcome is unknown, and sending
 			// the same event IDs again is safe, so try again until ctx ends.
+		case ctx.Err() == nil && isDisconnect(err):
+			// The connection dropped with the append in flight (the
+			// client reconnects by itself, buffering what is sent
+			// meanwhile): the outcome is unknown, the same event IDs are
+			// safe to send again.
 		case code == codeBatchDuplicate:
 			return l.resolveDuplicates(ctx, key, stream, msgs)
 		case (code == codeWrongLastSequence || code == codeWrongLastSequenceConst) && o.HasExpectLast:

@@ -302,7 +302,14 @@ func isTransient(err error) bool {
 		return true
 	}
 	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
-		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, natsjs.ErrJetStreamNotEnabled)
+		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, natsjs.ErrJetStreamNotEnabled) || isDisconnect(err)
+}
+
+// isDisconnect reports a request cut short by a lost connection that the
+// client is re-establishing: its outcome is unknown, and the connection
+// will be back.
+func isDisconnect(err error) bool {
+	return errors.Is(err, nats.ErrDisconnected) || errors.Is(err, nats.ErrConnectionReconnecting)
 }
 
 // quickStreamState is streamState asked with a 1 s deadline: for the paths

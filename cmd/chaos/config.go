@@ -23,6 +23,7 @@ type config struct {
 	Kills        int           `json:"kills"`
 	Pauses       int           `json:"pauses"`
 	ClusterKills int           `json:"cluster_kills"`
+	ClientFaults int           `json:"client_faults"`
 	Duration     time.Duration `json:"duration_ns"`
 	Down         time.Duration `json:"down_ns"`
 	PauseFor     time.Duration `json:"pause_for_ns"`
@@ -59,6 +60,7 @@ func defaultConfig() config {
 		Kills:          10,
 		Pauses:         1,
 		ClusterKills:   1,
+		ClientFaults:   2,
 		Duration:       3 * time.Minute,
 		Down:           1500 * time.Millisecond,
 		PauseFor:       10 * time.Second,
@@ -78,7 +80,7 @@ func defaultConfig() config {
 }
 
 // faults is how many faults the run injects.
-func (c *config) faults() int { return c.Kills + c.Pauses + c.ClusterKills }
+func (c *config) faults() int { return c.Kills + c.Pauses + c.ClusterKills + c.ClientFaults }
 
 // Validate reports settings that cannot work, all at once.
 func (c *config) Validate() error {
@@ -96,6 +98,7 @@ func (c *config) Validate() error {
 	atLeast("kills", c.Kills, 0)
 	atLeast("pauses", c.Pauses, 0)
 	atLeast("cluster-kills", c.ClusterKills, 0)
+	atLeast("client-faults", c.ClientFaults, 0)
 	atLeast("tenants", c.Tenants, 1)
 	atLeast("threads", c.Threads, 1)
 	atLeast("writers", c.Writers, 1)
@@ -149,6 +152,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.Kills, "kills", c.Kills, "SIGKILLs of a tenant stream's leader (each restarted after --down)")
 	fs.IntVar(&c.Pauses, "pauses", c.Pauses, "SIGSTOP/SIGCONT of a stream leader for --pause-for")
 	fs.IntVar(&c.ClusterKills, "cluster-kills", c.ClusterKills, "SIGKILLs of every node at once (all restarted after --down)")
+	fs.IntVar(&c.ClientFaults, "client-faults", c.ClientFaults, "drops of every client connection at once (writers mid-append, tails mid-delivery), each reconnecting to another node")
 	fs.DurationVar(&c.Duration, "duration", c.Duration, "how long the fault phase lasts: faults are spread over it (a slow heal may stretch it by up to --heal-timeout, then the remaining faults are skipped)")
 	fs.DurationVar(&c.Down, "down", c.Down, "how long a killed node stays down")
 	fs.DurationVar(&c.PauseFor, "pause-for", c.PauseFor, "how long a paused node stays stopped (the servers elect after 4-9 s)")

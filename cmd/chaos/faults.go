@@ -9,6 +9,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/nats-io/nats.go"
 )
 
 // pollEvery is how often the injector asks the servers who leads.
@@ -24,6 +26,8 @@ type injector struct {
 	streams map[string]string // stream name -> tenant
 	// onFault is called right after each fault took effect.
 	onFault func(*fault)
+	// clients returns the workload's connections a client fault drops.
+	clients func() []*nats.Conn
 }
 
 // plan is the fault schedule: every kind as often as configured, in a
@@ -39,6 +43,9 @@ func (inj *injector) plan() []faultKind {
 	}
 	for range inj.cfg.ClusterKills {
 		p = append(p, faultClusterKill)
+	}
+	for range inj.cfg.ClientFaults {
+		p = append(p, faultClientReconnect)
 	}
 	inj.rng.Shuffle(len(p), func(i, j int) { p[i], p[j] = p[j], p[i] })
 	if len(p) > 1 && p[0] == faultClusterKill {
@@ -84,6 +91,8 @@ func (inj *injector) run(ctx context.Context) []*fault {
 			err = inj.pause(ctx, f)
 		case faultClusterKill:
 			err = inj.clusterKill(ctx, f)
+		case faultClientReconnect:
+			err = inj.clientReconnect(ctx, f)
 		}
 		if err != nil {
 			inj.log.Warn("fault not injected", "n", f.N, "kind", kind, "err", err)
@@ -101,6 +110,9 @@ func (inj *injector) run(ctx context.Context) []*fault {
 
 func (inj *injector) logFault(f *fault, planned int) {
 	attrs := []any{"node", f.Node, "led", f.Led, "meta_leader", f.MetaLeader}
+	if f.Kind == faultClientReconnect {
+		attrs = []any{"dropped", f.Dropped, "reconnected", f.Reconnected, "on_another_node", f.OtherNode}
+	}
 	for _, t := range f.Led {
 		if d, ok := f.Elections[t]; ok {
 			attrs = append(attrs, "election "+t, d.Round(time.Millisecond))
@@ -243,6 +255,64 @@ func (inj *injector) clusterKill(ctx context.Context, f *fault) error {
 	inj.heal(ctx, f)
 	close(healed)
 	wg.Wait()
+	return nil
+}
+
+// clientReconnect drops every client connection of the workload at the
+// same instant, as a process losing its network would: appends and atomic
+// batches in flight lose their connection, what they had buffered goes out
+// after the reconnect, and tails lose their subscriptions until then. Each
+// connection reconnects to the next node of its list (nats.go moves the
+// node it lost to the end), so most come back on another node. Healed is
+// when every connection is back.
+func (inj *injector) clientReconnect(ctx context.Context, f *fault) error {
+	f.Node = "clients"
+	f.Led = slices.Clone(inj.tenants) // every tenant's appends and tails are hit
+	conns := inj.clients()
+	before := make([]string, len(conns))
+	for i, nc := range conns {
+		before[i] = nc.ConnectedUrl()
+	}
+	var errs []error
+	for _, nc := range conns {
+		if err := nc.ForceReconnect(); err != nil {
+			errs = append(errs, err)
+		} else {
+			f.Dropped++
+		}
+	}
+	if err := errors.Join(errs...); err != nil && f.Dropped == 0 {
+		return err
+	}
+	f.At = time.Now()
+	inj.onFault(f)
+	deadline := time.Now().Add(inj.cfg.HealTimeout)
+	for ctx.Err() == nil && time.Now().Before(deadline) {
+		back := 0
+		for _, nc := range conns {
+			if nc.IsConnected() {
+				back++
+			}
+		}
+		if back == len(conns) {
+			break
+		}
+		sleepCtx(ctx, pollEvery)
+	}
+	f.Healed = time.Now()
+	for i, nc := range conns {
+		if nc.IsConnected() {
+			f.Reconnected++
+			if nc.ConnectedUrl() != before[i] {
+				f.OtherNode++
+			}
+		}
+	}
+	if f.Reconnected < len(conns) {
+		inj.log.Warn("client connections did not all come back", "fault", f.N, "back", f.Reconnected, "dropped", len(conns))
+		return nil
+	}
+	f.Healthy = f.Healed
 	return nil
 }
 

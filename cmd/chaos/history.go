@@ -134,6 +134,11 @@ const (
 	faultLeaderKill  faultKind = "leader-kill"
 	faultPause       faultKind = "pause"
 	faultClusterKill faultKind = "cluster-kill"
+	// faultClientReconnect drops every client connection of the workload
+	// at once (writers mid-append and mid-batch, tails mid-delivery) and
+	// lets each reconnect to the next node of its list: a fault of the
+	// process holding the Logs, not of the servers.
+	faultClientReconnect faultKind = "client-reconnect"
 )
 
 // fault is one injected fault and what the cluster did about it.
@@ -159,6 +164,11 @@ type fault struct {
 	MetaElection time.Duration            `json:"meta_election_ns,omitempty"`
 	// Healthy is when every node answered /healthz again (zero if never).
 	Healthy time.Time `json:"healthy"`
+	// Reconnected is, for a client fault, how many connections were
+	// dropped and how many came back on another node than before.
+	Dropped     int `json:"dropped,omitempty"`
+	OtherNode   int `json:"other_node,omitempty"`
+	Reconnected int `json:"reconnected,omitempty"`
 	// Created is the tenant whose stream creation was tried during the
 	// fault ("" if none).
 	Created string `json:"created,omitempty"`

@@ -41,7 +41,7 @@ func TestTinyChaosRunFindsNoViolation(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	args := []string{
 		"--nats-server", bin, "--seed", "15", "--json", "-",
-		"--kills", "2", "--pauses", "0", "--cluster-kills", "0", "--duration", "20s",
+		"--kills", "2", "--pauses", "0", "--cluster-kills", "0", "--client-faults", "1", "--duration", "20s",
 		"--tenants", "1", "--threads", "3", "--writers", "2", "--rate", "10",
 	}
 	err := run(context.Background(), args, &stdout, &stderr)
@@ -61,6 +61,9 @@ func TestTinyChaosRunFindsNoViolation(t *testing.T) {
 	if got := s.FaultsDone[faultLeaderKill]; got != 2 {
 		t.Errorf("%d leader kills done, want 2", got)
 	}
+	if got := s.FaultsDone[faultClientReconnect]; got != 1 {
+		t.Errorf("%d client faults done, want 1", got)
+	}
 	for _, c := range categories {
 		if _, ok := s.Checker.Counts[c]; !ok {
 			t.Errorf("category %s missing from the summary", c)
@@ -73,7 +76,7 @@ func TestTinyChaosRunFindsNoViolation(t *testing.T) {
 	for _, f := range s.Latency {
 		figs[f.Name] = f.dist
 	}
-	for _, name := range []string{"append", "tail_delay", "election_leader_kill", "append_recovery", "raw_publish_recovery"} {
+	for _, name := range []string{"append", "tail_delay", "election_leader_kill", "append_recovery", "raw_publish_recovery", "client_reconnected", "client_append_recovery"} {
 		if figs[name].N == 0 {
 			t.Errorf("figure %s has no sample", name)
 		}
@@ -175,18 +178,18 @@ func TestErrorKindsGroupByShape(t *testing.T) {
 
 func TestFaultPlanIsSeededAndComplete(t *testing.T) {
 	c := defaultConfig()
-	c.Kills, c.Pauses, c.ClusterKills = 5, 2, 2
+	c.Kills, c.Pauses, c.ClusterKills, c.ClientFaults = 5, 2, 2, 1
 	plan := func(seed uint64) []faultKind {
 		return (&injector{cfg: c, rng: newRand(seed)}).plan()
 	}
 	a, b := plan(1), plan(1)
-	if len(a) != 9 || strings.Join(kindNames(a), ",") != strings.Join(kindNames(b), ",") {
-		t.Fatalf("plans %v and %v: want the same 9 faults for one seed", a, b)
+	if len(a) != 10 || strings.Join(kindNames(a), ",") != strings.Join(kindNames(b), ",") {
+		t.Fatalf("plans %v and %v: want the same 10 faults for one seed", a, b)
 	}
 	if a[0] == faultClusterKill {
 		t.Errorf("plan %v starts with a cluster kill", a)
 	}
-	if n := countKinds(a); n[faultLeaderKill] != 5 || n[faultPause] != 2 || n[faultClusterKill] != 2 {
+	if n := countKinds(a); n[faultLeaderKill] != 5 || n[faultPause] != 2 || n[faultClusterKill] != 2 || n[faultClientReconnect] != 1 {
 		t.Errorf("plan %v: counts %v", a, n)
 	}
 }

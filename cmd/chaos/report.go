@@ -222,6 +222,7 @@ func figures(h *history) ([]figure, []goalResult) {
 	// delivered again (before the next fault).
 	elections := map[faultKind][]time.Duration{}
 	var meta, appendRec, tailRec, healthy, appendLag []time.Duration
+	var clientBack, clientAppend, clientTail []time.Duration
 	var appendLate, tailLate, creationLate, recSamples, creationSamples int
 	for i, f := range h.Faults {
 		next := time.Time{}
@@ -264,12 +265,18 @@ func figures(h *history) ([]figure, []goalResult) {
 					continue
 				}
 				rec.TailsMs = append(rec.TailsMs, ms(d))
+				if f.Kind == faultClientReconnect {
+					clientTail = append(clientTail, d)
+				}
 				if ok {
 					tailRec = append(tailRec, d)
 					if d > e+goalSlack {
 						tailLate++
 					}
 				}
+			}
+			if aok && f.Kind == faultClientReconnect {
+				clientAppend = append(clientAppend, a)
 			}
 			if ok {
 				rec.ElectionMs = ms(e)
@@ -289,7 +296,10 @@ func figures(h *history) ([]figure, []goalResult) {
 			meta = append(meta, f.MetaElection)
 			worstElection = max(worstElection, f.MetaElection)
 		}
-		if !f.Healthy.IsZero() {
+		switch {
+		case f.Kind == faultClientReconnect && !f.Healthy.IsZero():
+			clientBack = append(clientBack, f.Healthy.Sub(f.At))
+		case !f.Healthy.IsZero():
 			healthy = append(healthy, f.Healthy.Sub(f.At))
 		}
 		for _, o := range h.Ops {
@@ -321,6 +331,9 @@ func figures(h *history) ([]figure, []goalResult) {
 		{"election_cluster_kill", "SIGKILL of every node -> a stream leader again (includes --down and the restart)", summarize(elections[faultClusterKill])},
 		{"meta_election", "fault of the meta leader -> a new meta leader", summarize(meta)},
 		{"healed", "fault -> every node answers /healthz again", summarize(healthy)},
+		{"client_reconnected", "client fault (every connection dropped) -> every connection reconnected", summarize(clientBack)},
+		{"client_append_recovery", "client fault -> first acknowledged library append, per tenant", summarize(clientAppend)},
+		{"client_tail_recovery", "client fault -> first event each tail yielded", summarize(clientTail)},
 	}
 
 	kill := summarize(elections[faultLeaderKill])
@@ -448,7 +461,7 @@ func writeHuman(out io.Writer, s *summary) {
 
 	fmt.Fprintf(out, "faults: ")
 	var parts []string
-	for _, k := range []faultKind{faultLeaderKill, faultPause, faultClusterKill} {
+	for _, k := range []faultKind{faultLeaderKill, faultPause, faultClusterKill, faultClientReconnect} {
 		parts = append(parts, fmt.Sprintf("%s %d of %d", k, s.FaultsDone[k], s.FaultsPlanned[k]))
 	}
 	fmt.Fprintln(out, strings.Join(parts, ", "))
@@ -561,8 +574,12 @@ func writeFaults(out io.Writer, faults []*fault) {
 			}
 			creates = fmt.Sprint(n)
 		}
+		node := f.Node
+		if f.Kind == faultClientReconnect {
+			node = fmt.Sprintf("%d conns, %d moved", f.Dropped, f.OtherNode)
+		}
 		if len(f.Recovery) == 0 {
-			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t-\t\t\t\t\t\t%s\t%s\t%s\n", f.N, f.Kind, f.Node, meta, creation, creates, healed)
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t-\t\t\t\t\t\t%s\t%s\t%s\n", f.N, f.Kind, node, meta, creation, creates, healed)
 		}
 		for i, r := range f.Recovery {
 			var tails, consumers []string
@@ -573,7 +590,7 @@ func writeFaults(out io.Writer, faults []*fault) {
 				consumers = append(consumers, sec(c))
 			}
 			if i == 0 {
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t", f.N, f.Kind, f.Node, meta)
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t", f.N, f.Kind, node, meta)
 			} else {
 				fmt.Fprint(tw, "\t\t\t\t")
 				creation, creates, healed = "", "", ""
@@ -588,7 +605,7 @@ func writeFaults(out io.Writer, faults []*fault) {
 
 // countKinds counts faults by kind.
 func countKinds(kinds []faultKind) map[faultKind]int {
-	m := map[faultKind]int{faultLeaderKill: 0, faultPause: 0, faultClusterKill: 0}
+	m := map[faultKind]int{faultLeaderKill: 0, faultPause: 0, faultClusterKill: 0, faultClientReconnect: 0}
 	for _, k := range kinds {
 		m[k]++
 	}

@@ -154,7 +154,7 @@ func scenario(ctx context.Context, cfg config, log *slog.Logger) (*summary, erro
 		}
 		streams[w.nodeLogs[0].StreamConfig(t).Name] = t
 	}
-	inj := &injector{cfg: cfg, cl: cl, log: log, rng: rng, tenants: tenants, streams: streams, onFault: w.faultProbes}
+	inj := &injector{cfg: cfg, cl: cl, log: log, rng: rng, tenants: tenants, streams: streams, onFault: w.faultProbes, clients: w.clientConns}
 	for _, t := range tenants {
 		if _, err := inj.leaderOf(ctx, t); err != nil {
 			return nil, &setupError{err}
@@ -229,6 +229,7 @@ func replayCommand(cfg config) string {
 	add("kills", cfg.Kills, d.Kills)
 	add("pauses", cfg.Pauses, d.Pauses)
 	add("cluster-kills", cfg.ClusterKills, d.ClusterKills)
+	add("client-faults", cfg.ClientFaults, d.ClientFaults)
 	add("duration", cfg.Duration, d.Duration)
 	add("down", cfg.Down, d.Down)
 	add("pause-for", cfg.PauseFor, d.PauseFor)

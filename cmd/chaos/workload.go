@@ -64,6 +64,10 @@ type workload struct {
 	seed    uint64
 
 	conns []*nats.Conn
+	// clients are the connections of Logs (writers, tails, probes, the
+	// per-node Logs): what a client fault drops. The raw probes' and the
+	// advisories' connections stay up.
+	clients []*nats.Conn
 	// nodeLogs[i] is a Log whose connection prefers node i; rawConns[i] is
 	// a plain connection to node i only, for the raw probe.
 	nodeLogs []*jetstream.Log
@@ -93,11 +97,21 @@ func (w *workload) newLog(first int, name string) (*jetstream.Log, *nats.Conn, e
 		return nil, nil, err
 	}
 	w.conns = append(w.conns, nc)
+	w.mu.Lock()
+	w.clients = append(w.clients, nc)
+	w.mu.Unlock()
 	l, err := jetstream.New(nc, jetstream.WithReplicas(3))
 	if err != nil {
 		return nil, nil, err
 	}
 	return l, nc, nil
+}
+
+// clientConns returns the connections a client fault drops.
+func (w *workload) clientConns() []*nats.Conn {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]*nats.Conn(nil), w.clients...)
 }
 
 // open makes the per-node Logs and raw connections.
