@@ -109,10 +109,12 @@ func (inj *injector) run(ctx context.Context) []*fault {
 }
 
 func (inj *injector) logFault(f *fault, planned int) {
-	attrs := []any{"node", f.Node, "led", f.Led, "meta_leader", f.MetaLeader}
 	if f.Kind == faultClientReconnect {
-		attrs = []any{"dropped", f.Dropped, "reconnected", f.Reconnected, "on_another_node", f.OtherNode}
+		inj.log.Info(fmt.Sprintf("fault %d/%d %s", f.N, planned, f.Kind), "dropped", f.Dropped,
+			"reconnected", f.Reconnected, "on_another_node", f.OtherNode, "all_back_after", f.Healed.Sub(f.At).Round(time.Millisecond))
+		return
 	}
+	attrs := []any{"node", f.Node, "led", f.Led, "meta_leader", f.MetaLeader}
 	for _, t := range f.Led {
 		if d, ok := f.Elections[t]; ok {
 			attrs = append(attrs, "election "+t, d.Round(time.Millisecond))
