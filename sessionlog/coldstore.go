@@ -42,3 +42,10 @@ type ColdStore interface {
 // ErrNotFound is returned (wrapped) by ColdStore.Get for a name that holds
 // no object.
 var ErrNotFound = errors.New("sessionlog: cold object not found")
+
+// ObjectLimiter is implemented by a ColdStore that cannot keep objects
+// larger than MaxObjectBytes (0: no limit), such as one message per
+// object; a ColdTier bounds its segments to fit.
+type ObjectLimiter interface {
+	MaxObjectBytes() int
+}

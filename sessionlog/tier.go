@@ -40,6 +40,9 @@ type ColdTierOptions struct {
 // compression.
 const DefaultSegmentBytes = 4 << 20
 
+// segmentSlack is what a segment may take beyond its records' size bound.
+const segmentSlack = 16 << 10
+
 // ColdTier moves archived events of a log into a ColdStore and reads them
 // back. It is the one engine every backend uses (the memory log and the
 // JetStream log), so that they behave the same.
@@ -67,6 +70,11 @@ func NewColdTier(store ColdStore, o ColdTierOptions) *ColdTier {
 	}
 	if t.segmentBytes <= 0 {
 		t.segmentBytes = DefaultSegmentBytes
+	}
+	if l, ok := store.(ObjectLimiter); ok && l.MaxObjectBytes() > 0 {
+		// Leave room for the record framing and the segment header: a
+		// segment always fits, even one of the largest event alone.
+		t.segmentBytes = max(1, min(t.segmentBytes, l.MaxObjectBytes()-segmentSlack))
 	}
 	return t
 }

@@ -87,7 +87,15 @@ var rules = []rule{
 		bin := []byte{0, 1, 2, 0xff, 0, '\n', '\r'}
 		put(t, s, "acme", "t/bin", bin)
 		require.Equal(t, bin, get(t, s, "acme", "t/bin"))
-		big := bytes.Repeat([]byte("0123456789abcdef"), 300_000) // 4.8 MB, more than one chunk or message
+		size := 4_800_000 // more than one chunk or part
+		limited, ok := s.(sessionlog.ObjectLimiter)
+		if ok && limited.MaxObjectBytes() > 0 && limited.MaxObjectBytes() < size {
+			size = limited.MaxObjectBytes()
+			err := s.Put(ctxFor(t), "acme", "t/over", make([]byte, size+1))
+			require.Error(t, err, "an object over the store's limit is refused")
+			requireMissing(t, s, "acme", "t/over")
+		}
+		big := bytes.Repeat([]byte("0123456789abcdef"), size/16)
 		big[12345] = 0
 		put(t, s, "acme", "t/big", big)
 		require.True(t, bytes.Equal(big, get(t, s, "acme", "t/big")), "a large object comes back whole")
