@@ -140,7 +140,7 @@ func (s *Store) config(tenant string) natsjs.StreamConfig {
 		Storage:           s.storage,
 		Replicas:          s.replicas,
 		Discard:           natsjs.DiscardOld, // per subject: a Put replaces the object
-		AllowDirect:       false,              // reads go through the leader
+		AllowDirect:       false,             // reads go through the leader
 	}
 }
 
