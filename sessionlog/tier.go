@@ -55,6 +55,11 @@ const segmentSlack = 16 << 10
 // as a *CorruptEventError (at the segment's last ordinal) and stepped
 // over, never a panic, a rewind or a duplicate. Names the tier cannot
 // have written are ignored.
+//
+// Unlike a tenant stream, which agents write to, the cold store must be
+// writable only by the log's archivers: a segment orders a read by the
+// ordinals it claims, so a forged one could hide the hot events up to the
+// last ordinal it claims (never reorder or repeat them).
 type ColdTier struct {
 	store        ColdStore
 	maxAge       time.Duration
@@ -236,27 +241,24 @@ const readBuffer = 1024
 // is the last element.
 //
 // An archive running meanwhile cannot open a gap: it writes its segments
-// before it purges, so the read checks the cold index again before it
-// hands over each run of hot records, and reads any new segment first.
+// before it purges, so the read lists the cold index again before it
+// hands over each run of hot records (one more List per run of 1,024 and
+// at the end), and reads any new segment first.
 // Ordinals at or below the last one yielded are skipped, so a message in
 // both tiers (after a crash between an archive's two steps) is yielded
 // once.
 func (t *ColdTier) Read(ctx context.Context, key ThreadKey, cursor uint64, hot func(ctx context.Context, cursor uint64) iter.Seq2[Record, error]) iter.Seq2[Record, error] {
 	return func(yield func(Record, error) bool) {
-		pos := cursor   // highest ordinal yielded or stepped over
-		var seen uint64 // highest segment end known
+		pos := cursor // highest ordinal yielded or stepped over
 		// cold yields the segments ending after pos; it returns false
 		// when the caller stopped or an error ended the read.
-		cold := func() (bool, bool) {
+		cold := func() bool {
 			segs, err := t.segments(ctx, key)
 			if err != nil {
 				yield(Record{}, err)
-				return false, false
+				return false
 			}
-			found := false
 			for _, s := range segs {
-				found = found || s.last > seen
-				seen = max(seen, s.last)
 				if s.last <= pos {
 					continue
 				}
@@ -266,12 +268,12 @@ func (t *ColdTier) Read(ctx context.Context, key ThreadKey, cursor uint64, hot f
 				case errors.As(err, &ce):
 					pos = s.last
 					if !yield(Record{Ordinal: s.last}, err) {
-						return false, false
+						return false
 					}
 					continue
 				case err != nil:
 					yield(Record{}, err)
-					return false, false
+					return false
 				}
 				now := t.now()
 				for i := range recs {
@@ -284,7 +286,7 @@ func (t *ColdTier) Read(ctx context.Context, key ThreadKey, cursor uint64, hot f
 						ce := *r.Corrupt
 						ce.Key = key
 						if !yield(Record{Ordinal: r.Ordinal}, &ce) {
-							return false, false
+							return false
 						}
 						continue
 					}
@@ -292,73 +294,55 @@ func (t *ColdTier) Read(ctx context.Context, key ThreadKey, cursor uint64, hot f
 						continue
 					}
 					if !yield(r.Record, nil) {
-						return false, false
+						return false
 					}
 				}
 			}
-			return true, found
+			return true
 		}
-		if ok, _ := cold(); !ok {
+		if !cold() {
 			return
 		}
 		type item struct {
 			rec Record
 			err error
 		}
-		const (
-			goOn = iota
-			stop
-			rerun
-		)
-		// pass reads the hot log once from pos; it reports whether to
-		// read again because an archive ran meanwhile.
-		pass := func() bool {
-			var buf []item
-			flush := func() int {
-				ok, found := cold()
-				switch {
-				case !ok:
-					return stop
-				case found:
-					return rerun // what was buffered may have a gap
-				}
-				for _, it := range buf {
-					if it.rec.Ordinal <= pos {
-						continue
-					}
-					pos = it.rec.Ordinal
-					if !yield(it.rec, it.err) {
-						return stop
-					}
-				}
-				buf = buf[:0]
-				return goOn
+		// Hot records are handed over in runs: before each, the cold index
+		// is listed again, and any segment written since is read first. A
+		// hot read skips what was purged before it was fetched, but an
+		// archive writes its segment before it purges, so that segment is
+		// listed by then and covers what the hot read skipped; buffered
+		// records at or below the last ordinal yielded are dropped.
+		var buf []item
+		flush := func() bool {
+			if !cold() {
+				return false
 			}
-			for rec, err := range hot(ctx, pos) {
-				if err != nil && !errors.Is(err, ErrCorruptEvent) {
-					switch flush() {
-					case stop:
-						return false
-					case rerun:
-						return true
-					}
-					yield(Record{}, err)
+			for _, it := range buf {
+				if it.rec.Ordinal <= pos {
+					continue
+				}
+				pos = it.rec.Ordinal
+				if !yield(it.rec, it.err) {
 					return false
 				}
-				buf = append(buf, item{rec, err})
-				if len(buf) >= readBuffer {
-					switch flush() {
-					case stop:
-						return false
-					case rerun:
-						return true
-					}
-				}
 			}
-			return flush() == rerun
+			buf = buf[:0]
+			return true
 		}
-		for pass() {
+		for rec, err := range hot(ctx, pos) {
+			if err != nil && !errors.Is(err, ErrCorruptEvent) {
+				if flush() {
+					yield(Record{}, err)
+				}
+				return
+			}
+			buf = append(buf, item{rec, err})
+			if len(buf) >= readBuffer && !flush() {
+				return
+			}
 		}
+		flush()
 	}
 }
 
