@@ -2,6 +2,7 @@ package jetstream
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"iter"
 	"math"
@@ -47,7 +48,12 @@ type hotThread struct{ l *Log }
 // ScanStored implements sessionlog.HotThread, reading like Scan.
 func (h hotThread) ScanStored(ctx context.Context, key sessionlog.ThreadKey, after uint64) iter.Seq2[sessionlog.ColdRecord, error] {
 	return func(yield func(sessionlog.ColdRecord, error) bool) {
+		var inner error
 		err := h.l.readTimes(ctx, key, after, true, func(c *chunk) bool {
+			if len(c.stored) != len(c.recs) {
+				inner = fmt.Errorf("jetstream: archiving %s: a read lost the store times of its records", key.Thread)
+				return false
+			}
 			i, j := 0, 0
 			for i < len(c.recs) || j < len(c.corrupt) {
 				if j == len(c.corrupt) || i < len(c.recs) && c.recs[i].Ordinal < c.corrupt[j].Ordinal {
@@ -65,7 +71,7 @@ func (h hotThread) ScanStored(ctx context.Context, key sessionlog.ThreadKey, aft
 			}
 			return true
 		})
-		if err != nil {
+		if err = errors.Join(err, inner); err != nil {
 			yield(sessionlog.ColdRecord{}, err)
 		}
 	}
