@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jetsession/jetsession/coldstore/jsstore"
 	"github.com/jetsession/jetsession/internal/testserver"
 	"github.com/jetsession/jetsession/jetstream"
 	"github.com/jetsession/jetsession/sessionlog"
@@ -31,6 +32,16 @@ func newLog(t testing.TB, nc *nats.Conn, opts ...jetstream.Option) *jetstream.Lo
 	log, err := jetstream.New(nc, append([]jetstream.Option{jetstream.WithScheme(freshScheme())}, opts...)...)
 	require.NoError(t, err)
 	return log
+}
+
+// newColdStore returns an empty cold store in JetStream with its own
+// names.
+func newColdStore(t testing.TB, nc *nats.Conn, replicas int) sessionlog.ColdStore {
+	t.Helper()
+	n := schemeSeq.Add(1)
+	s, err := jsstore.New(nc, jsstore.WithReplicas(replicas), jsstore.WithPrefixes(fmt.Sprintf("cold%d-", n), fmt.Sprintf("cold%d", n)))
+	require.NoError(t, err)
+	return s
 }
 
 // corrupter publishes, as a plain client ignoring the protocol would, a
@@ -61,7 +72,10 @@ func corrupter(nc *nats.Conn) sessionlogtest.Corrupter {
 func TestConformanceSingleNode(t *testing.T) {
 	srv := testserver.Start(t)
 	nc := srv.Connect(t)
-	sessionlogtest.Run(t, func(t *testing.T) sessionlog.Log { return newLog(t, nc) }, sessionlogtest.WithCorrupter(corrupter(nc)))
+	sessionlogtest.Run(t, func(t *testing.T) sessionlog.Log { return newLog(t, nc) }, sessionlogtest.WithCorrupter(corrupter(nc)),
+		sessionlogtest.WithColdTier(func(t *testing.T) sessionlog.Log {
+			return newLog(t, nc, jetstream.WithColdStore(newColdStore(t, nc, 1)))
+		}))
 }
 
 func TestConformanceClusterR3(t *testing.T) {
@@ -73,5 +87,8 @@ func TestConformanceClusterR3(t *testing.T) {
 	// reads meet lagging followers.
 	nc := c.Nodes[0].Connect(t)
 	sessionlogtest.Run(t, func(t *testing.T) sessionlog.Log { return newLog(t, nc, jetstream.WithReplicas(3)) },
-		sessionlogtest.WithCorrupter(corrupter(c.Nodes[2].Connect(t))))
+		sessionlogtest.WithCorrupter(corrupter(c.Nodes[2].Connect(t))),
+		sessionlogtest.WithColdTier(func(t *testing.T) sessionlog.Log {
+			return newLog(t, nc, jetstream.WithReplicas(3), jetstream.WithColdStore(newColdStore(t, nc, 3)))
+		}))
 }

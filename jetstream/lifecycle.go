@@ -431,8 +431,11 @@ func (l *Log) firstOrdinal(ctx context.Context, stream, subject string) (uint64,
 // which gives it an ordinal D in the tenant's order, then purges the
 // thread's subject below D. A crash between the two leaves the record
 // without the purge: calling DeleteThread again completes it. The bridge
-// reads the record in order with the events and deletes its copies. An
-// unknown tenant or thread deletes nothing and creates nothing.
+// reads the record in order with the events and deletes its copies. With
+// a cold store it then removes the thread's cold segments (a crash before
+// that is completed the same way: call DeleteThread again). It returns how
+// many hot events it removed. An unknown tenant or thread deletes nothing
+// and creates nothing.
 func (l *Log) DeleteThread(ctx context.Context, key sessionlog.ThreadKey) (int, error) {
 	if err := sessionlog.ValidateKey(key); err != nil {
 		return 0, err
@@ -440,6 +443,14 @@ func (l *Log) DeleteThread(ctx context.Context, key sessionlog.ThreadKey) (int, 
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
+	n, err := l.deleteHotThread(ctx, key)
+	if err == nil && l.cold != nil {
+		err = l.cold.DeleteThread(ctx, key)
+	}
+	return n, err
+}
+
+func (l *Log) deleteHotThread(ctx context.Context, key sessionlog.ThreadKey) (int, error) {
 	stream := l.cfg.scheme.Stream(key.Tenant)
 	subject := l.cfg.scheme.Subject(key.Tenant, key.Thread)
 	if _, ok, err := l.streamState(ctx, stream); err != nil || !ok {
@@ -476,7 +487,8 @@ type tenantDeletion struct {
 // subjects.Scheme.SystemStream; creating it on first use; another
 // account's with WithSystemLog), so that the bridge deletes its copies and
 // a tenant created again numbers on after it, then deletes the tenant's
-// stream.
+// stream. With a cold store it then removes the tenant's cold tier (a
+// crash before that is completed by calling DeleteTenant again).
 func (l *Log) DeleteTenant(ctx context.Context, tenant string) error {
 	if err := sessionlog.ValidateTenant(tenant); err != nil {
 		return err
@@ -484,6 +496,14 @@ func (l *Log) DeleteTenant(ctx context.Context, tenant string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	err := l.deleteHotTenant(ctx, tenant)
+	if err == nil && l.cold != nil {
+		err = l.cold.DeleteTenant(ctx, tenant)
+	}
+	return err
+}
+
+func (l *Log) deleteHotTenant(ctx context.Context, tenant string) error {
 	stream := l.cfg.scheme.Stream(tenant)
 	var info natsjs.StreamInfo
 	err := l.apiRequest(ctx, apiStreamInfo+"."+stream, nil, &info)

@@ -49,6 +49,8 @@ type Log struct {
 	known sync.Map
 	// creating shares one stream creation among concurrent appends.
 	creating map[string]*creation
+	// cold is the cold tier, nil without a cold store.
+	cold *sessionlog.ColdTier
 }
 
 var _ sessionlog.Log = (*Log)(nil)
@@ -111,6 +113,7 @@ func New(nc *nats.Conn, opts ...Option) (*Log, error) {
 		js:         js,
 		cfg:        cfg,
 		batchSlots: make(chan struct{}, cfg.maxBatches),
+		cold:       coldTier(&cfg),
 		streams:    make(map[string]streamState),
 		creating:   make(map[string]*creation),
 	}
@@ -362,4 +365,11 @@ func (l *Log) streamState(ctx context.Context, stream string) (st streamState, o
 	l.streams[stream] = st
 	l.mu.Unlock()
 	return st, true, nil
+}
+
+func coldTier(cfg *config) *sessionlog.ColdTier {
+	if cfg.coldStore == nil {
+		return nil
+	}
+	return sessionlog.NewColdTier(cfg.coldStore, sessionlog.ColdTierOptions{MaxAge: cfg.maxAge, SegmentBytes: cfg.segmentBytes})
 }

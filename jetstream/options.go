@@ -44,6 +44,8 @@ type config struct {
 	watcher        *PermissionWatcher
 	maxAge         time.Duration
 	system         *Log
+	coldStore      sessionlog.ColdStore
+	segmentBytes   int
 }
 
 func defaultConfig() config {
@@ -239,6 +241,39 @@ func WithSystemLog(sys *Log) Option {
 			return fmt.Errorf("%w: nil system log", ErrInvalidConfig)
 		}
 		c.system = sys
+		return nil
+	}
+}
+
+// WithColdStore gives the Log a cold tier in store (default none; see
+// sessionlog.ColdTier): ArchiveBefore writes a thread's events up to the
+// watermark to store as compressed segments, and only then purges them
+// from the tenant stream; reads with sessionlog.IncludeArchived go through
+// the cold tier; Head reports it; DeleteThread and DeleteTenant remove
+// its segments too, and archived events expire by their TTL and the
+// maximum age (WithMaxAge) like hot ones. Without a cold store,
+// ArchiveBefore drops the events. Package coldstore/jsstore keeps the
+// segments in JetStream object stores, with no infrastructure beyond
+// NATS.
+func WithColdStore(store sessionlog.ColdStore) Option {
+	return func(c *config) error {
+		if store == nil {
+			return fmt.Errorf("%w: nil cold store", ErrInvalidConfig)
+		}
+		c.coldStore = store
+		return nil
+	}
+}
+
+// WithColdSegmentBytes bounds the records of one cold segment before
+// compression (default sessionlog.DefaultSegmentBytes); larger archives
+// are split into several segments.
+func WithColdSegmentBytes(n int) Option {
+	return func(c *config) error {
+		if n < 1 {
+			return fmt.Errorf("%w: cold segment bound must be positive, got %d", ErrInvalidConfig, n)
+		}
+		c.segmentBytes = n
 		return nil
 	}
 }

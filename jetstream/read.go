@@ -21,7 +21,13 @@ const staleRetries = 8
 // record is returned; messages that are not valid events are reported
 // beside them, joined in the error. The first chunk read becomes the result
 // as is, so a thread read in one chunk is not copied again.
-func (l *Log) LoadSince(ctx context.Context, key sessionlog.ThreadKey, cursor uint64) ([]sessionlog.Record, error) {
+//
+// With sessionlog.IncludeArchived and a cold store (WithColdStore) it
+// reads through the cold tier like Scan.
+func (l *Log) LoadSince(ctx context.Context, key sessionlog.ThreadKey, cursor uint64, opts ...sessionlog.ReadOption) ([]sessionlog.Record, error) {
+	if l.cold != nil && sessionlog.ResolveReadOptions(opts).Archived {
+		return sessionlog.CollectRecords(l.Scan(ctx, key, cursor, opts...))
+	}
 	var out []sessionlog.Record
 	var corrupt []error
 	err := l.read(ctx, key, cursor, func(c *chunk) bool {
@@ -56,7 +62,27 @@ func (l *Log) LoadSince(ctx context.Context, key sessionlog.ThreadKey, cursor ui
 // and its last event, drops what the leader no longer has and keeps reading
 // until it reaches the leader's last event, falling back to leader-served
 // gets if replicas stay behind.
-func (l *Log) Scan(ctx context.Context, key sessionlog.ThreadKey, cursor uint64) iter.Seq2[sessionlog.Record, error] {
+//
+// With sessionlog.IncludeArchived and a cold store (WithColdStore) it
+// yields the thread's archived events from the cold tier first, then the
+// hot ones read as above, without a gap or a duplicate even while an
+// archive runs (see sessionlog.ColdTier.Read).
+func (l *Log) Scan(ctx context.Context, key sessionlog.ThreadKey, cursor uint64, opts ...sessionlog.ReadOption) iter.Seq2[sessionlog.Record, error] {
+	if l.cold != nil && sessionlog.ResolveReadOptions(opts).Archived {
+		return func(yield func(sessionlog.Record, error) bool) {
+			if err := sessionlog.ValidateKey(key); err != nil {
+				yield(sessionlog.Record{}, err)
+				return
+			}
+			for rec, err := range l.cold.Read(ctx, key, cursor, func(ctx context.Context, cursor uint64) iter.Seq2[sessionlog.Record, error] {
+				return l.Scan(ctx, key, cursor)
+			}) {
+				if !yield(rec, err) {
+					return
+				}
+			}
+		}
+	}
 	return func(yield func(sessionlog.Record, error) bool) {
 		err := l.read(ctx, key, cursor, func(c *chunk) bool { return c.yield(yield) })
 		if err != nil {
@@ -70,6 +96,8 @@ func (l *Log) Scan(ctx context.Context, key sessionlog.ThreadKey, cursor uint64)
 type chunk struct {
 	recs    []sessionlog.Record
 	corrupt []*sessionlog.CorruptEventError
+	// stored holds when each of recs was stored, for archiving only.
+	stored []time.Time
 }
 
 func (c *chunk) add(rec sessionlog.Record, cerr *sessionlog.CorruptEventError) {
@@ -78,6 +106,15 @@ func (c *chunk) add(rec sessionlog.Record, cerr *sessionlog.CorruptEventError) {
 		return
 	}
 	c.recs = append(c.recs, rec)
+}
+
+// addMsg decodes m into the chunk, keeping its store time when asked.
+func (c *chunk) addMsg(key sessionlog.ThreadKey, token string, m *served, keepTimes bool) {
+	rec, cerr := decodeEvent(key, token, m)
+	c.add(rec, cerr)
+	if keepTimes && cerr == nil {
+		c.stored = append(c.stored, m.time)
+	}
 }
 
 func (c *chunk) empty() bool { return len(c.recs) == 0 && len(c.corrupt) == 0 }
@@ -101,6 +138,9 @@ func (c *chunk) dropBefore(first uint64) {
 		i++
 	}
 	c.recs = c.recs[i:]
+	if len(c.stored) > 0 {
+		c.stored = c.stored[i:]
+	}
 	j := 0
 	for j < len(c.corrupt) && c.corrupt[j].Ordinal < first {
 		j++
@@ -132,6 +172,12 @@ func (c *chunk) yield(yield func(sessionlog.Record, error) bool) bool {
 // time, until the thread's end or each returns false. Chunks before an
 // error are handed over before it is returned.
 func (l *Log) read(ctx context.Context, key sessionlog.ThreadKey, cursor uint64, each func(*chunk) bool) error {
+	return l.readTimes(ctx, key, cursor, false, each)
+}
+
+// readTimes is read, keeping store times in the chunks when keepTimes is
+// set.
+func (l *Log) readTimes(ctx context.Context, key sessionlog.ThreadKey, cursor uint64, keepTimes bool, each func(*chunk) bool) error {
 	if err := sessionlog.ValidateKey(key); err != nil {
 		return err
 	}
@@ -142,12 +188,13 @@ func (l *Log) read(ctx context.Context, key sessionlog.ThreadKey, cursor uint64,
 		return nil // nothing can follow, and cursor+1 would wrap
 	}
 	r := &reader{
-		l:       l,
-		key:     key,
-		stream:  l.cfg.scheme.Stream(key.Tenant),
-		subject: l.cfg.scheme.Subject(key.Tenant, key.Thread),
-		token:   subjects.EncodeThread(key.Thread),
-		cursor:  cursor,
+		l:         l,
+		key:       key,
+		stream:    l.cfg.scheme.Stream(key.Tenant),
+		subject:   l.cfg.scheme.Subject(key.Tenant, key.Thread),
+		token:     subjects.EncodeThread(key.Thread),
+		cursor:    cursor,
+		keepTimes: keepTimes,
 	}
 	for {
 		c, done, err := r.next(ctx)
@@ -168,6 +215,7 @@ type reader struct {
 	stream, subject string
 	token           string
 	cursor          uint64 // last ordinal returned
+	keepTimes       bool   // keep store times in chunks (archiving)
 
 	started  bool
 	replicas int
@@ -295,7 +343,7 @@ func (r *reader) firstReplicatedOnce(ctx context.Context, start uint64) (c *chun
 	c.dropBefore(first.msg.Seq)
 	if c.empty() {
 		r.leaderNext = false
-		c.add(decodeEvent(r.key, r.token, leaderServed(first.msg)))
+		c.addMsg(r.key, r.token, leaderServed(first.msg), r.keepTimes)
 	}
 	r.cursor = c.lastOrdinal()
 	return c, r.cursor >= r.head, false, nil
@@ -350,7 +398,7 @@ func (r *reader) fromLeader(ctx context.Context) (c *chunk, found bool, err erro
 	if m == nil || m.Seq <= r.cursor || m.Subject != r.subject {
 		return c, false, nil
 	}
-	c.add(decodeEvent(r.key, r.token, leaderServed(m)))
+	c.addMsg(r.key, r.token, leaderServed(m), r.keepTimes)
 	r.cursor = m.Seq
 	r.stale = 0
 	return c, true, nil
@@ -365,7 +413,7 @@ func (r *reader) direct(ctx context.Context, seq uint64) (*chunk, uint64, error)
 	pending, err := r.l.directGet(ctx, r.stream, r.subject,
 		msgGetRequest{Seq: seq, NextFor: r.subject, Batch: r.l.cfg.readEvents, MaxBytes: r.l.cfg.readBytes},
 		func(m *served) error {
-			c.add(decodeEvent(r.key, r.token, m))
+			c.addMsg(r.key, r.token, m, r.keepTimes)
 			r.cursor = m.seq
 			return nil
 		})
@@ -395,7 +443,8 @@ func (l *Log) lastOrdinal(ctx context.Context, stream, subject string) (uint64, 
 }
 
 // Head implements sessionlog.Log. It asks the stream leader, so it reflects
-// every acknowledged append and archive.
+// every acknowledged append and archive. With a cold store it reads the
+// thread's cold segments too, for the Archived fields.
 func (l *Log) Head(ctx context.Context, key sessionlog.ThreadKey) (sessionlog.Head, error) {
 	if err := sessionlog.ValidateKey(key); err != nil {
 		return sessionlog.Head{}, err
@@ -403,6 +452,22 @@ func (l *Log) Head(ctx context.Context, key sessionlog.ThreadKey) (sessionlog.He
 	if err := ctx.Err(); err != nil {
 		return sessionlog.Head{}, err
 	}
+	if l.cold == nil {
+		return l.hotHead(ctx, key)
+	}
+	ch, err := l.cold.Head(ctx, key)
+	if err != nil {
+		return sessionlog.Head{}, err
+	}
+	h, err := l.hotHead(ctx, key)
+	if err != nil {
+		return sessionlog.Head{}, err
+	}
+	h.ArchivedFirst, h.ArchivedLast, h.ArchivedCount = ch.First, ch.Last, ch.Count
+	return h, nil
+}
+
+func (l *Log) hotHead(ctx context.Context, key sessionlog.ThreadKey) (sessionlog.Head, error) {
 	stream := l.cfg.scheme.Stream(key.Tenant)
 	subject := l.cfg.scheme.Subject(key.Tenant, key.Thread)
 	var info natsjs.StreamInfo

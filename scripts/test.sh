@@ -63,8 +63,10 @@ echo "== go test -race"
 go test -race -count=1 -timeout 20m ./...
 
 echo "== fuzz (${FUZZTIME:-10s} per target)"
-for target in $(go test -list '^Fuzz' ./subjects/ | grep '^Fuzz'); do
-	go test ./subjects/ -run '^$' -fuzz "^${target}\$" -fuzztime "${FUZZTIME:-10s}"
+for pkg in ./subjects/ ./sessionlog/; do
+	for target in $(go test -list '^Fuzz' "$pkg" | grep '^Fuzz'); do
+		go test "$pkg" -run '^$' -fuzz "^${target}\$" -fuzztime "${FUZZTIME:-10s}"
+	done
 done
 
 echo "== benchmark smoke runs"

@@ -121,7 +121,9 @@ type Deletion struct {
 	Time   time.Time
 }
 
-// ReadOption changes a tenant read (ScanTenant, TailTenant).
+// ReadOption changes a read: of a thread (LoadSince, Scan) or of a tenant
+// (ScanTenant, TailTenant). Each option says which reads it applies to;
+// the others ignore it.
 type ReadOption func(*ReadOptions)
 
 // ReadOptions is the resolved form of a list of ReadOption.
@@ -129,6 +131,8 @@ type ReadOptions struct {
 	// Deletions makes the read yield thread deletions, in their place, as
 	// TenantRecords with Deletion set.
 	Deletions bool
+	// Archived makes a thread read go through the cold tier.
+	Archived bool
 }
 
 // IncludeDeletions makes a tenant read yield the tenant's thread
@@ -136,6 +140,15 @@ type ReadOptions struct {
 // whose Record holds only the deletion's ordinal). Without it deletions
 // are never shown.
 func IncludeDeletions() ReadOption { return func(o *ReadOptions) { o.Deletions = true } }
+
+// IncludeArchived makes a thread read (LoadSince, Scan) return the
+// thread's archived events from the log's cold tier, then its hot events,
+// as one sequence in ordinal order with the guarantees of a hot read: no
+// gap and no duplicate, even while an archive runs, and read-your-writes.
+// On a log without a cold tier (or a thread archived before it had one,
+// whose archived events were dropped) it reads the hot log alone. Tenant
+// reads ignore it.
+func IncludeArchived() ReadOption { return func(o *ReadOptions) { o.Archived = true } }
 
 // ResolveReadOptions applies opts in order.
 func ResolveReadOptions(opts []ReadOption) ReadOptions {

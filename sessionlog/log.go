@@ -58,7 +58,9 @@ type Record struct {
 	Event
 }
 
-// Head describes the live part of a thread.
+// Head describes the live part of a thread: its hot part (First, Last,
+// Count) and, on a log with a cold tier, its archived part (the Archived
+// fields, all 0 without a cold tier or archived events).
 type Head struct {
 	// First is the ordinal of the oldest live event, 0 if there is none.
 	First uint64
@@ -66,6 +68,13 @@ type Head struct {
 	Last uint64
 	// Count is the number of live events.
 	Count uint64
+	// ArchivedFirst and ArchivedLast are the ordinals of the oldest and
+	// newest archived events kept in the cold tier, 0 if there is none;
+	// ArchivedCount is how many there are. Archived events that expired
+	// (by TTL or the maximum age) are not counted.
+	ArchivedFirst uint64
+	ArchivedLast  uint64
+	ArchivedCount uint64
 }
 
 // Log is a durable, append-only event log partitioned by tenant and thread.
@@ -101,14 +110,19 @@ type Log interface {
 	// joining one *CorruptEventError per such message (errors.Is(err,
 	// ErrCorruptEvent); CorruptEvents(err) lists them with their ordinals).
 	// Any other error returns no records.
-	LoadSince(ctx context.Context, key ThreadKey, cursor uint64) ([]Record, error)
+	//
+	// With IncludeArchived it returns the thread's archived events kept in
+	// the cold tier first, then the hot ones, with the same guarantees.
+	// Other ReadOptions are ignored.
+	LoadSince(ctx context.Context, key ThreadKey, cursor uint64, opts ...ReadOption) ([]Record, error)
 
 	// Scan is the streaming form of LoadSince for long threads: it yields
 	// the same records in the same order without holding them all in
 	// memory. A stored message that is not a valid event is yielded in its
 	// place as a *CorruptEventError, and the sequence goes on after it; any
-	// other error is the last element.
-	Scan(ctx context.Context, key ThreadKey, cursor uint64) iter.Seq2[Record, error]
+	// other error is the last element. It takes IncludeArchived like
+	// LoadSince.
+	Scan(ctx context.Context, key ThreadKey, cursor uint64, opts ...ReadOption) iter.Seq2[Record, error]
 
 	// LoadLast returns the thread's last n live events (fewer if it holds
 	// fewer), in ordinal order, without reading the thread from its start.
@@ -117,7 +131,10 @@ type Log interface {
 	LoadLast(ctx context.Context, key ThreadKey, n int) ([]Record, error)
 
 	// ArchiveBefore removes the thread's events with ordinal <= watermark
-	// from the hot log, and returns how many this call removed. Archiving
+	// from the hot log, and returns how many this call removed. On a log
+	// with a cold tier it moves them there first (crash-safe: a rerun
+	// after a failure finishes the job without a gap or a duplicate);
+	// without one they are dropped. Archiving
 	// never moves back: a watermark at or below an earlier one removes
 	// nothing and returns 0, and a watermark past the head removes what
 	// exists without hiding events appended later. Other threads and tenants
@@ -125,7 +142,9 @@ type Log interface {
 	ArchiveBefore(ctx context.Context, key ThreadKey, watermark uint64) (archived int, err error)
 
 	// Head reports the live part of the thread: its first and last ordinals
-	// and how many events it holds. An unknown thread has a zero Head.
+	// and how many events it holds in the hot log, and on a log with a
+	// cold tier the same of its archived events. An unknown thread has a
+	// zero Head.
 	Head(ctx context.Context, key ThreadKey) (Head, error)
 }
 

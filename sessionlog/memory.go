@@ -23,6 +23,8 @@ type Memory struct {
 	window time.Duration
 	maxAge time.Duration
 	now    func() time.Time
+	store  ColdStore
+	cold   *ColdTier // nil without a cold store
 
 	mu      sync.Mutex
 	tenants map[string]*memTenant
@@ -95,6 +97,12 @@ func WithMemoryMaxAge(d time.Duration) MemoryOption { return func(m *Memory) { m
 // (duplicate window, expiry).
 func WithMemoryClock(now func() time.Time) MemoryOption { return func(m *Memory) { m.now = now } }
 
+// WithMemoryColdStore gives the log a cold tier in store (default none):
+// ArchiveBefore moves archived events there instead of dropping them, reads
+// with IncludeArchived go through it, Head reports it, and deletion and
+// expiry remove its segments too (see ColdTier).
+func WithMemoryColdStore(store ColdStore) MemoryOption { return func(m *Memory) { m.store = store } }
+
 // NewMemory returns an empty in-memory log. It panics on invalid limits, as
 // those are programming errors.
 func NewMemory(opts ...MemoryOption) *Memory {
@@ -116,6 +124,9 @@ func NewMemory(opts ...MemoryOption) *Memory {
 		panic(fmt.Sprintf("sessionlog: negative maximum age %v", m.maxAge))
 	}
 	m.expiring = m.maxAge > 0
+	if m.store != nil {
+		m.cold = NewColdTier(m.store, ColdTierOptions{MaxAge: m.maxAge, Now: m.now})
+	}
 	return m
 }
 
@@ -326,12 +337,15 @@ func collect(key ThreadKey, stored []memRecord) ([]Record, error) {
 }
 
 // LoadSince implements Log.
-func (m *Memory) LoadSince(ctx context.Context, key ThreadKey, cursor uint64) ([]Record, error) {
+func (m *Memory) LoadSince(ctx context.Context, key ThreadKey, cursor uint64, opts ...ReadOption) ([]Record, error) {
 	if err := ValidateKey(key); err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
+	}
+	if m.cold != nil && ResolveReadOptions(opts).Archived {
+		return CollectRecords(m.Scan(ctx, key, cursor, opts...))
 	}
 	m.begin()
 	defer m.mu.Unlock()
@@ -364,7 +378,22 @@ func (m *Memory) LoadLast(ctx context.Context, key ThreadKey, n int) ([]Record, 
 
 // Scan implements Log. It reads in chunks so that appends are not blocked
 // while a long thread is consumed.
-func (m *Memory) Scan(ctx context.Context, key ThreadKey, cursor uint64) iter.Seq2[Record, error] {
+func (m *Memory) Scan(ctx context.Context, key ThreadKey, cursor uint64, opts ...ReadOption) iter.Seq2[Record, error] {
+	if m.cold != nil && ResolveReadOptions(opts).Archived {
+		return func(yield func(Record, error) bool) {
+			if err := ValidateKey(key); err != nil {
+				yield(Record{}, err)
+				return
+			}
+			for rec, err := range m.cold.Read(ctx, key, cursor, func(ctx context.Context, cursor uint64) iter.Seq2[Record, error] {
+				return m.Scan(ctx, key, cursor)
+			}) {
+				if !yield(rec, err) {
+					return
+				}
+			}
+		}
+	}
 	const chunk = 256
 	return func(yield func(Record, error) bool) {
 		if err := ValidateKey(key); err != nil {
@@ -426,13 +455,53 @@ func (m *Memory) ArchiveBefore(ctx context.Context, key ThreadKey, watermark uin
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
-	m.begin()
-	defer m.mu.Unlock()
-	th := m.thread(key)
-	if th == nil || watermark == 0 {
+	if m.cold != nil {
+		return m.cold.Archive(ctx, key, watermark, memHot{m})
+	}
+	return memHot{m}.Purge(ctx, key, watermark)
+}
+
+// memHot lends the memory log's hot part to its cold tier.
+type memHot struct{ m *Memory }
+
+// ScanStored implements HotThread.
+func (h memHot) ScanStored(ctx context.Context, key ThreadKey, after uint64) iter.Seq2[ColdRecord, error] {
+	const chunk = 256
+	return func(yield func(ColdRecord, error) bool) {
+		for {
+			if err := ctx.Err(); err != nil {
+				yield(ColdRecord{}, err)
+				return
+			}
+			recs := h.m.loadChunk(key, after, chunk)
+			for i := range recs {
+				r := &recs[i]
+				rec, err := r.read(key)
+				cr := ColdRecord{Record: rec, Stored: r.stored}
+				if err != nil {
+					cr.Corrupt = err.(*CorruptEventError)
+				}
+				if !yield(cr, nil) {
+					return
+				}
+				after = r.Ordinal
+			}
+			if len(recs) < chunk {
+				return
+			}
+		}
+	}
+}
+
+// Purge implements HotThread.
+func (h memHot) Purge(ctx context.Context, key ThreadKey, through uint64) (int, error) {
+	h.m.begin()
+	defer h.m.mu.Unlock()
+	th := h.m.thread(key)
+	if th == nil || through == 0 {
 		return 0, nil
 	}
-	n := th.after(watermark)
+	n := th.after(through)
 	th.live = slices.Delete(th.live, 0, n)
 	return n, nil
 }
@@ -445,13 +514,22 @@ func (m *Memory) Head(ctx context.Context, key ThreadKey) (Head, error) {
 	if err := ctx.Err(); err != nil {
 		return Head{}, err
 	}
+	var h Head
+	if m.cold != nil {
+		ch, err := m.cold.Head(ctx, key)
+		if err != nil {
+			return Head{}, err
+		}
+		h.ArchivedFirst, h.ArchivedLast, h.ArchivedCount = ch.First, ch.Last, ch.Count
+	}
 	m.begin()
 	defer m.mu.Unlock()
 	th := m.thread(key)
 	if th == nil || len(th.live) == 0 {
-		return Head{}, nil
+		return h, nil
 	}
-	return Head{First: th.live[0].Ordinal, Last: th.last(), Count: uint64(len(th.live))}, nil
+	h.First, h.Last, h.Count = th.live[0].Ordinal, th.last(), uint64(len(th.live))
+	return h, nil
 }
 
 // DeleteThread implements Deleter: a deletion record takes the tenant's
@@ -463,6 +541,14 @@ func (m *Memory) DeleteThread(ctx context.Context, key ThreadKey) (int, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
+	n, err := m.deleteThread(key)
+	if err == nil && m.cold != nil {
+		err = m.cold.DeleteThread(ctx, key)
+	}
+	return n, err
+}
+
+func (m *Memory) deleteThread(key ThreadKey) (int, error) {
 	now := m.begin()
 	defer m.mu.Unlock()
 	t := m.tenants[key.Tenant]
@@ -488,16 +574,23 @@ func (m *Memory) DeleteTenant(ctx context.Context, tenant string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	m.deleteTenant(tenant)
+	if m.cold != nil {
+		return m.cold.DeleteTenant(ctx, tenant)
+	}
+	return nil
+}
+
+func (m *Memory) deleteTenant(tenant string) {
 	now := m.begin()
 	defer m.mu.Unlock()
 	t := m.tenants[tenant]
 	if t == nil {
-		return nil
+		return
 	}
 	m.gone[tenant] = goneTenant{last: t.seq, at: now}
 	delete(m.tenants, tenant)
 	m.notify()
-	return nil
 }
 
 type goneTenant struct {

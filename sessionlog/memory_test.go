@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jetsession/jetsession/coldstore/memstore"
 	"github.com/jetsession/jetsession/sessionlog"
 	"github.com/jetsession/jetsession/sessionlog/sessionlogtest"
 	"github.com/stretchr/testify/require"
@@ -12,6 +13,9 @@ import (
 
 func TestMemoryConformance(t *testing.T) {
 	sessionlogtest.Run(t, func(t *testing.T) sessionlog.Log { return sessionlog.NewMemory() },
+		sessionlogtest.WithColdTier(func(t *testing.T) sessionlog.Log {
+			return sessionlog.NewMemory(sessionlog.WithMemoryColdStore(memstore.New()))
+		}),
 		sessionlogtest.WithCorrupter(func(t *testing.T, log sessionlog.Log, key sessionlog.ThreadKey) uint64 {
 			ord, err := log.(*sessionlog.Memory).InjectCorrupt(key, "not an event", []byte("garbage"))
 			require.NoError(t, err)

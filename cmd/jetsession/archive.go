@@ -8,8 +8,9 @@ import (
 )
 
 func runArchive(ctx context.Context, sio stdio, args []string) error {
-	f := newFlags(sio, "archive", "Events with ordinal <= --before leave NATS for good (export them first, for\n"+
-		"example with the bridge). Archiving never moves back: events after --before,\n"+
+	f := newFlags(sio, "archive", "Events with ordinal <= --before leave the tenant stream. With --cold they move to\n"+
+		"the cold tier first ('load --archived' reads them); without it they are gone for\n"+
+		"good (export them first, for example with the bridge). Archiving never moves back: events after --before,\n"+
 		"later appends, other threads and tenants are untouched. Asks first unless --yes;\n"+
 		"without a terminal to ask on (a script, a pipe), --yes is required.")
 	var before uint64
@@ -17,6 +18,7 @@ func runArchive(ctx context.Context, sio stdio, args []string) error {
 	f.uint(&before, "before", "an ordinal", "archive events with ordinal up to and including `N` (required)")
 	f.fs.BoolVar(&yes, "yes", false, "do not ask for confirmation")
 	cf := f.connFlags()
+	f.coldFlag(cf)
 	key, err := f.parseThread(args)
 	if err != nil {
 		return err

@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/jetsession/jetsession/accountsource"
+	"github.com/jetsession/jetsession/coldstore/dirstore"
+	"github.com/jetsession/jetsession/coldstore/jsstore"
 	"github.com/jetsession/jetsession/internal/natsconn"
 	"github.com/jetsession/jetsession/jetstream"
 	"github.com/jetsession/jetsession/sessionlog"
@@ -56,6 +59,9 @@ func dialTenant(ctx context.Context, cf *connFlags, tenant string) (*client, err
 
 func dial(cf *connFlags, o dialOptions) (*client, error) {
 	if cf.accounts != "" {
+		if cf.cold != "" {
+			return nil, usagef("--cold does not combine with --accounts")
+		}
 		return dialAccounts(cf, o)
 	}
 	ncfg := cf.nats
@@ -111,6 +117,15 @@ func dial(cf *connFlags, o dialOptions) (*client, error) {
 	if o.maxAge > 0 {
 		logOpts = append(logOpts, jetstream.WithMaxAge(o.maxAge))
 	}
+	if cf.cold != "" {
+		store, err := openColdStore(cf.cold, nc)
+		if err != nil {
+			watcher.Close()
+			nc.Close()
+			return nil, err
+		}
+		logOpts = append(logOpts, jetstream.WithColdStore(store))
+	}
 	log, err := jetstream.New(nc, logOpts...)
 	if err != nil {
 		watcher.Close()
@@ -118,6 +133,14 @@ func dial(cf *connFlags, o dialOptions) (*client, error) {
 		return nil, err
 	}
 	return &client{cf: cf, nc: nc, log: log, watcher: watcher}, nil
+}
+
+// openColdStore opens the cold store --cold names.
+func openColdStore(spec string, nc *nats.Conn) (sessionlog.ColdStore, error) {
+	if path, ok := strings.CutPrefix(spec, "dir:"); ok {
+		return dirstore.New(path)
+	}
+	return jsstore.New(nc)
 }
 
 func (c *client) close() {

@@ -12,10 +12,11 @@ func runDeleteThread(ctx context.Context, sio stdio, args []string) error {
 		"deletes its copies too. Ordinals are never reused: appending to the thread\n"+
 		"again starts a new life after every ordinal the tenant had. Asks first unless\n"+
 		"--yes; without a terminal to ask on, --yes is required. Needs the archiver's\n"+
-		"or the admin's rights.")
+		"or the admin's rights. With --cold its archived events in the cold tier go too.")
 	var yes bool
 	f.fs.BoolVar(&yes, "yes", false, "do not ask for confirmation")
 	cf := f.connFlags()
+	f.coldFlag(cf)
 	key, err := f.parseThread(args)
 	if err != nil {
 		return err
@@ -59,10 +60,11 @@ func runDeleteTenant(ctx context.Context, sio stdio, args []string) error {
 		"analytics bridge deletes its copies too. A later 'append --create' creates the\n"+
 		"tenant again, numbering on after every ordinal it had. Asks first unless --yes;\n"+
 		"without a terminal to ask on, --yes is required. Needs the provisioner's or the\n"+
-		"admin's rights.")
+		"admin's rights. With --cold its archived events in the cold tier go too.")
 	var yes bool
 	f.fs.BoolVar(&yes, "yes", false, "do not ask for confirmation")
 	cf := f.connFlags()
+	f.coldFlag(cf)
 	pos, err := f.parse(args, 1, 1)
 	if err != nil {
 		return err

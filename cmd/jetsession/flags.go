@@ -126,6 +126,23 @@ type connFlags struct {
 	// accounts is a provisioning folder: read tenants through their own
 	// accounts, as the operator view's reader (accounts.go).
 	accounts string
+	// cold names the cold store (coldFlag), empty for none.
+	cold string
+}
+
+// coldFlag registers --cold, for the commands that archive, read through
+// or delete archived events.
+func (f *flagSet) coldFlag(c *connFlags) {
+	f.fs.StringVar(&c.cold, "cold", "", "cold tier `STORE` of archived events: nats (segment streams in the same NATS) or dir:PATH (a local folder) (env JETSESSION_COLD; default: none)")
+	f.after = append(f.after, func() error {
+		if c.cold == "" && !f.isSet("cold") {
+			c.cold = f.sio.getenv("JETSESSION_COLD")
+		}
+		if c.cold != "" && c.cold != "nats" && !strings.HasPrefix(c.cold, "dir:") || c.cold == "dir:" {
+			return usagef("--cold %q: use nats (segment streams in the same NATS) or dir:PATH (a local folder)", c.cold)
+		}
+		return nil
+	})
 }
 
 func (f *flagSet) connFlags() *connFlags {

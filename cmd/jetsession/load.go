@@ -10,12 +10,17 @@ import (
 func runLoad(ctx context.Context, sio stdio, args []string) error {
 	f := newFlags(sio, "load", "Events stream from the server in batches, so long threads are fine. The payload\n"+
 		"column shows at most 100 characters; --json prints every record in full.\n"+
-		"--last N prints the newest N events without reading the thread from its start.")
+		"--last N prints the newest N events without reading the thread from its start.\n"+
+		"--archived reads the thread's archived events from the cold tier (--cold, nats\n"+
+		"unless set) first, then the live ones, as one sequence in ordinal order.")
 	var since, limit, lastN uint64
+	var archived bool
 	f.uint(&since, "since", "an ordinal", "print events after ordinal `N` (0: from the first live event)")
 	f.uint(&limit, "limit", "a count", "print at most `N` events (0: all)")
 	f.uint(&lastN, "last", "a count", "print only the newest `N` events, in order")
+	f.fs.BoolVar(&archived, "archived", false, "read through the cold tier: archived events first, then live ones")
 	cf := f.connFlags()
+	f.coldFlag(cf)
 	key, err := f.parseThread(args)
 	if err != nil {
 		return err
@@ -25,6 +30,12 @@ func runLoad(ctx context.Context, sio stdio, args []string) error {
 	}
 	if f.isSet("last") && (lastN == 0 || lastN > 100_000) {
 		return usagef("--last %d: give a count from 1 to 100000", lastN)
+	}
+	if archived && f.isSet("last") {
+		return usagef("--archived reads the thread from its start: it does not combine with --last")
+	}
+	if archived && cf.cold == "" {
+		cf.cold = "nats"
 	}
 	c, err := dialTenant(ctx, cf, key.Tenant)
 	if err != nil {
@@ -52,8 +63,12 @@ func runLoad(ctx context.Context, sio stdio, args []string) error {
 		}
 		return nil
 	}
+	var readOpts []sessionlog.ReadOption
+	if archived {
+		readOpts = append(readOpts, sessionlog.IncludeArchived())
+	}
 	var n, last uint64
-	for rec, err := range c.log.Scan(ctx, key, since) {
+	for rec, err := range c.log.Scan(ctx, key, since, readOpts...) {
 		if c.skipCorrupt(sio.stderr, err) {
 			continue
 		}

@@ -13,6 +13,11 @@
 // The rules for messages that do not follow the protocol need a way to
 // store one, as a foreign writer would: pass WithCorrupter. Without it
 // those rules are skipped, saying so.
+//
+// The rules of the cold tier (archiving moves events there, reads with
+// sessionlog.IncludeArchived go through it) need logs configured with a
+// cold store, each with its own empty one: pass WithColdTier. Without it
+// those rules are skipped, saying so.
 package sessionlogtest
 
 import (
@@ -34,7 +39,12 @@ type Option func(*options)
 
 type options struct {
 	corrupt Corrupter
+	cold    Factory
 }
+
+// WithColdTier enables the rules of the cold tier, run on logs from
+// newLog, which must be configured with a fresh, empty cold store.
+func WithColdTier(newLog Factory) Option { return func(o *options) { o.cold = newLog } }
 
 // WithCorrupter enables the rules on messages that do not follow the
 // protocol, storing them with c.
@@ -74,10 +84,28 @@ func Run(t *testing.T, newLog Factory, opts ...Option) {
 		{"deletion", deletionRules},
 		{"retention", retentionRules},
 	}
+	cold := coldRules(o.corrupt)
+	if o.cold == nil {
+		cold = []rule{{"cold tier rules need WithColdTier", func(t *testing.T, _ sessionlog.Log) {
+			t.Skip("no cold tier configured: pass sessionlogtest.WithColdTier to run the cold tier rules")
+		}}}
+	}
+	coldLog := o.cold
+	if coldLog == nil {
+		coldLog = newLog
+	}
+	groups = append(groups, struct {
+		name  string
+		rules []rule
+	}{"cold tier", cold})
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
 			for _, r := range g.rules {
 				t.Run(r.name, func(t *testing.T) {
+					if g.name == "cold tier" {
+						r.run(t, coldLog(t))
+						return
+					}
 					r.run(t, newLog(t))
 				})
 			}
