@@ -135,7 +135,14 @@ func (l *Log) Append(ctx context.Context, key sessionlog.ThreadKey, events []ses
 			// meanwhile): the outcome is unknown, the same event IDs are
 			// safe to send again.
 		case code == codeBatchDuplicate:
-			return l.resolveDuplicates(ctx, key, stream, msgs)
+			last, rerr := l.resolveDuplicates(ctx, key, stream, msgs)
+			if rerr == nil || ctx.Err() != nil || !isTransient(rerr) {
+				return last, rerr
+			}
+			// The probes lost their connection or their answer: send the
+			// batch again, which is refused as a duplicate again (or
+			// stored, if the first attempt was not), and resolve anew.
+			lastErr = rerr
 		case (code == codeWrongLastSequence || code == codeWrongLastSequenceConst) && o.HasExpectLast:
 			// A retry of an append that already succeeded fails its
 			// condition on a single server, which checks it before
