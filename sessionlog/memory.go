@@ -40,13 +40,15 @@ var (
 	_ Log          = (*Memory)(nil)
 	_ ThreadLister = (*Memory)(nil)
 	_ Deleter      = (*Memory)(nil)
+	_ Snapshotter  = (*Memory)(nil)
 )
 
 type memTenant struct {
 	seq       uint64
 	created   time.Time
 	threads   map[string]*memThread
-	deletions []memDeletion // by ordinal
+	deletions []memDeletion       // by ordinal
+	snapshots map[string]Snapshot // by thread; see memory_snapshot.go
 }
 
 type memDeletion struct {
@@ -476,6 +478,7 @@ func (m *Memory) DeleteThread(ctx context.Context, key ThreadKey) (int, error) {
 		n = len(th.live)
 		th.live = nil
 	}
+	delete(t.snapshots, key.Thread)
 	m.notify()
 	return n, nil
 }

@@ -73,6 +73,7 @@ func Run(t *testing.T, newLog Factory, opts ...Option) {
 		{"newest first", loadLastRules},
 		{"deletion", deletionRules},
 		{"retention", retentionRules},
+		{"snapshots", snapshotRules},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
