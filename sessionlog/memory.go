@@ -47,8 +47,8 @@ type memTenant struct {
 	seq       uint64
 	created   time.Time
 	threads   map[string]*memThread
-	deletions []memDeletion       // by ordinal
-	snapshots map[string]Snapshot // by thread; see memory_snapshot.go
+	deletions []memDeletion          // by ordinal
+	snapshots map[string]memSnapshot // by thread; see memory_snapshot.go
 }
 
 type memDeletion struct {
@@ -478,7 +478,7 @@ func (m *Memory) DeleteThread(ctx context.Context, key ThreadKey) (int, error) {
 		n = len(th.live)
 		th.live = nil
 	}
-	delete(t.snapshots, key.Thread)
+	t.deleteSnapshotLocked(key.Thread, t.seq)
 	m.notify()
 	return n, nil
 }

@@ -247,6 +247,15 @@ var snapshotRules = []rule{
 		mustSaveSnapshot(t, log, keyA, next, "a again")
 		require.Equal(t, next, mustLoadSnapshot(t, log, keyA).Ordinal)
 	}},
+	{"a snapshot from before a thread's deletion cannot bring its state back", func(t *testing.T, log sessionlog.Log) {
+		old := mustAppend(t, log, keyA, evs(0, 2))
+		mustSaveSnapshot(t, log, keyA, old, "old life")
+		_, err := deleter(t, log).DeleteThread(ctxFor(t), keyA)
+		require.NoError(t, err)
+		err = snapshotter(t, log).SaveSnapshot(ctxFor(t), keyA, old, []byte("old life, saved late"))
+		require.ErrorIs(t, err, sessionlog.ErrConflict)
+		requireNoSnapshot(t, log, keyA)
+	}},
 	{"deleting a tenant deletes its snapshots and no other tenant's", func(t *testing.T, log sessionlog.Log) {
 		a := mustAppend(t, log, keyA, evs(0, 1))
 		x := mustAppend(t, log, keyX, evs(0, 1))
