@@ -226,7 +226,7 @@ func (l *Log) currentSnapshot(ctx context.Context, key sessionlog.ThreadKey, sub
 	stream := l.cfg.scheme.SnapshotStream(key.Tenant)
 	var backoff *backoff
 	for attempt := 1; ; attempt++ {
-		m, err := l.leaderGet(ctx, stream, msgGetRequest{LastFor: subject})
+		m, err := l.leaderGetLarge(ctx, stream, msgGetRequest{LastFor: subject})
 		if err == nil {
 			if m == nil {
 				return nil, nil
@@ -331,7 +331,7 @@ func (l *Log) trySaveSnapshot(ctx context.Context, key sessionlog.ThreadKey, str
 	}
 	curCh := make(chan current, 1)
 	go func() {
-		m, err := l.leaderGet(ctx, stream, msgGetRequest{LastFor: subject})
+		m, err := l.leaderGetLarge(ctx, stream, msgGetRequest{LastFor: subject})
 		curCh <- current{m, err}
 	}()
 	var info natsjs.StreamInfo
