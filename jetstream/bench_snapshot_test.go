@@ -115,4 +115,3 @@ func BenchmarkHydrateFromSnapshot(b *testing.B) {
 		})
 	})
 }
-
