@@ -207,10 +207,6 @@ func (p *Provisioner) Create(ctx context.Context, tenant string, limits Limits) 
 		if err := log.EnsureTenant(ctx, tenant); err != nil {
 			return fmt.Errorf("provision: creating the stream of tenant %q: %w", tenant, err)
 		}
-		// Agents may not create streams: their snapshots need theirs now.
-		if err := log.EnsureSnapshots(ctx, tenant); err != nil {
-			return fmt.Errorf("provision: creating the snapshot stream of tenant %q: %w", tenant, err)
-		}
 		return nil
 	})
 	if err != nil {

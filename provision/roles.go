@@ -27,8 +27,10 @@ const (
 	// prefix ReaderInbox.
 	RoleReader Role = "reader"
 	// RoleProvisioner creates, updates and deletes the tenant's stream
-	// and its snapshot stream, and reads no event (EnsureTenant,
-	// EnsureSnapshots, DeleteTenant, Tenant). The
+	// and reads no event (EnsureTenant, DeleteTenant, Tenant). It may
+	// also create and delete the tenant's snapshot stream
+	// (EnsureSnapshots), though the account's limits (one stream) leave
+	// no room for one yet, so Provisioner.Create makes none. The
 	// provisioner issues itself a short-lived user of this role for each
 	// change. Connects with inbox prefix ProvisionerInbox.
 	RoleProvisioner Role = "provisioner"
