@@ -12,7 +12,9 @@
 //
 // The rules for messages that do not follow the protocol need a way to
 // store one, as a foreign writer would: pass WithCorrupter. Without it
-// those rules are skipped, saying so.
+// those rules are skipped, saying so. The snapshot rules run on logs that
+// implement sessionlog.Snapshotter (the memory log and JetStream do) and
+// are skipped, saying so, on others.
 package sessionlogtest
 
 import (
