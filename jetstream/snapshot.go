@@ -59,7 +59,10 @@ func (l *Log) SnapshotStreamConfig(tenant string) natsjs.StreamConfig {
 		Storage:           storage,
 		Replicas:          l.cfg.replicas,
 		DenyDelete:        true,
-		Compression:       compression,
+		// Direct gets serve loads of single-replica streams (see
+		// LoadSnapshot); replicated ones are read through the leader.
+		AllowDirect: true,
+		Compression: compression,
 		Metadata: map[string]string{
 			"jetsession.tenant": tenant, "jetsession.protocol": ProtocolVersion, "jetsession.kind": "snapshots",
 		},
@@ -132,24 +135,23 @@ type storedSnapshot struct {
 // on subject and carry exactly one of the two headers, once, with a
 // canonical positive decimal, and at most MaxSnapshotBytes of state. What a
 // foreign writer stored is never trusted beyond that.
-func decodeSnapshot(key sessionlog.ThreadKey, subject string, m *storedMsg) (*storedSnapshot, error) {
+func decodeSnapshot(key sessionlog.ThreadKey, subject string, m *served) (*storedSnapshot, error) {
 	corrupt := func(reason string) error {
-		return fmt.Errorf("%w: tenant %q thread %q (message %d): %s", sessionlog.ErrCorruptSnapshot, key.Tenant, key.Thread, m.Seq, reason)
+		return fmt.Errorf("%w: tenant %q thread %q (message %d): %s", sessionlog.ErrCorruptSnapshot, key.Tenant, key.Thread, m.seq, reason)
 	}
-	if m.Subject != subject {
-		return nil, corrupt(fmt.Sprintf("stored on subject %q, not %q", m.Subject, subject))
+	if m.subject != subject {
+		return nil, corrupt(fmt.Sprintf("stored on subject %q, not %q", m.subject, subject))
 	}
-	if m.Seq == 0 {
+	if m.seq == 0 {
 		return nil, corrupt("no sequence")
 	}
-	var h nats.Header
-	if len(m.Header) > 0 {
-		var err error
-		if h, err = nats.DecodeHeadersMsg(m.Header); err != nil {
-			return nil, corrupt("unreadable headers")
-		}
+	if m.headerErr != nil {
+		return nil, corrupt("unreadable headers")
 	}
-	s := &storedSnapshot{seq: m.Seq, time: m.Time}
+	// The server adds only Nats-* keys to a direct get reply, so these
+	// two are the writer's alone.
+	h := m.header
+	s := &storedSnapshot{seq: m.seq, time: m.time}
 	ord, hasOrd := h[HeaderSnapshotOrdinal]
 	del, hasDel := h[HeaderSnapshotDeleted]
 	switch {
@@ -160,10 +162,10 @@ func decodeSnapshot(key sessionlog.ThreadKey, subject string, m *storedMsg) (*st
 		if !ok {
 			return nil, corrupt("malformed " + HeaderSnapshotOrdinal)
 		}
-		if len(m.Data) > sessionlog.MaxSnapshotBytes {
-			return nil, corrupt(fmt.Sprintf("%d bytes of state, more than %d", len(m.Data), sessionlog.MaxSnapshotBytes))
+		if len(m.data) > sessionlog.MaxSnapshotBytes {
+			return nil, corrupt(fmt.Sprintf("%d bytes of state, more than %d", len(m.data), sessionlog.MaxSnapshotBytes))
 		}
-		s.ordinal, s.state = v, m.Data
+		s.ordinal, s.state = v, m.data
 	case hasDel:
 		v, ok := canonicalOrdinal(del)
 		if !ok {
@@ -193,13 +195,20 @@ func canonicalOrdinal(vs []string) (uint64, bool) {
 // transient failures (a stream leader election).
 const snapshotLoadAttempts = 3
 
-// LoadSnapshot implements sessionlog.Snapshotter with one request: the
-// stream leader's message get of the last message on the thread's
-// snapshot subject (STREAM.MSG.GET with last_by_subj), which reflects every
-// acknowledged save, on a replicated stream too. The subject, sequence and
-// time come from the server's JSON reply, apart from the stored headers;
-// the ordinal from a stored header, parsed strictly (see decodeSnapshot).
-// Transient failures are retried a few times.
+// LoadSnapshot implements sessionlog.Snapshotter with one request that
+// reflects every acknowledged save. On a replicated snapshot stream it is
+// the stream leader's message get of the last message on the thread's
+// snapshot subject (STREAM.MSG.GET with last_by_subj): a direct get may be
+// answered by a follower that has not applied the save yet. On a
+// single-replica stream the one server holding it is the only one that
+// answers a direct get, so it is a direct get (last_by_subj, checked
+// like every direct get, see directGet and directGetLast), which spares the
+// server's JSON and base64 encoding of the state; a reply not provably the
+// server's falls back to the leader's get. The subject, sequence and time
+// are the server's; the ordinal comes from a stored header, parsed
+// strictly (see decodeSnapshot). The replica count is the one the Log
+// last looked up (at most 30 seconds old). Transient failures are
+// retried a few times.
 func (l *Log) LoadSnapshot(ctx context.Context, key sessionlog.ThreadKey) (sessionlog.Snapshot, error) {
 	if err := sessionlog.ValidateKey(key); err != nil {
 		return sessionlog.Snapshot{}, err
@@ -220,13 +229,13 @@ func (l *Log) LoadSnapshot(ctx context.Context, key sessionlog.ThreadKey) (sessi
 	return sessionlog.Snapshot{Ordinal: s.ordinal, State: s.state, Time: s.time}, nil
 }
 
-// currentSnapshot reads the thread's snapshot message through the leader,
+// currentSnapshot reads the thread's snapshot message (see LoadSnapshot),
 // retrying transient failures; nil when there is none.
 func (l *Log) currentSnapshot(ctx context.Context, key sessionlog.ThreadKey, subject string) (*storedSnapshot, error) {
 	stream := l.cfg.scheme.SnapshotStream(key.Tenant)
 	var backoff *backoff
 	for attempt := 1; ; attempt++ {
-		m, err := l.leaderGetLarge(ctx, stream, msgGetRequest{LastFor: subject})
+		m, err := l.snapshotGet(ctx, stream, subject)
 		if err == nil {
 			if m == nil {
 				return nil, nil
@@ -243,6 +252,34 @@ func (l *Log) currentSnapshot(ctx context.Context, key sessionlog.ThreadKey, sub
 			return nil, err
 		}
 	}
+}
+
+// snapshotGet returns the last message on subject in the snapshot stream,
+// nil when there is none or no stream: by a direct get when the stream has
+// one replica, through the leader otherwise or when a direct get is not
+// provably answered by the server.
+func (l *Log) snapshotGet(ctx context.Context, stream, subject string) (*served, error) {
+	st, ok, err := l.streamState(ctx, stream)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, nil
+	}
+	if st.replicas == 1 {
+		got, err := l.directGetLast(ctx, stream, subject)
+		switch {
+		case err == nil:
+			return got, nil
+		case !errors.Is(err, errUnverified) && !errors.Is(err, errDirectUnavailable):
+			return nil, err
+		}
+	}
+	m, err := l.leaderGetLarge(ctx, stream, msgGetRequest{LastFor: subject})
+	if err != nil || m == nil {
+		return nil, err
+	}
+	return leaderServed(m), nil
 }
 
 // SaveSnapshot implements sessionlog.Snapshotter. It asks, in parallel,
@@ -326,12 +363,12 @@ func (l *Log) SaveSnapshot(ctx context.Context, key sessionlog.ThreadKey, ordina
 // trySaveSnapshot is one attempt of SaveSnapshot.
 func (l *Log) trySaveSnapshot(ctx context.Context, key sessionlog.ThreadKey, stream, subject string, ordinal uint64, msg *nats.Msg) error {
 	type current struct {
-		m   *storedMsg
+		m   *served
 		err error
 	}
 	curCh := make(chan current, 1)
 	go func() {
-		m, err := l.leaderGetLarge(ctx, stream, msgGetRequest{LastFor: subject})
+		m, err := l.snapshotGet(ctx, stream, subject)
 		curCh <- current{m, err}
 	}()
 	var info natsjs.StreamInfo
@@ -349,7 +386,7 @@ func (l *Log) trySaveSnapshot(ctx context.Context, key sessionlog.ThreadKey, str
 	}
 	var expect uint64
 	if cur.m != nil {
-		expect = cur.m.Seq
+		expect = cur.m.seq
 		s, err := decodeSnapshot(key, subject, cur.m)
 		switch {
 		case err != nil:
