@@ -89,12 +89,14 @@ func (r Role) Permissions(scheme subjects.Scheme, tenant string) jwt.Permissions
 		"$JS.FC.*.*." + stream + ".>",
 	}
 	// Snapshots: save (a publish, after reading the current one and the
-	// tenant's last ordinal) and load (a leader get); DeleteThread marks
-	// the thread's snapshot deleted with a publish too.
+	// tenant's last ordinal) and load (a direct get of a single-replica
+	// stream, a leader get otherwise); DeleteThread marks the thread's
+	// snapshot deleted with a publish too.
 	snapStream := scheme.SnapshotStream(tenant)
 	snapshots := []string{
 		scheme.SnapshotFilter(tenant),
 		api + ".STREAM.INFO." + snapStream,
+		api + ".DIRECT.GET." + snapStream,
 		api + ".STREAM.MSG.GET." + snapStream,
 	}
 	var p jwt.Permissions

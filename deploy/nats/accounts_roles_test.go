@@ -152,7 +152,7 @@ func TestTenantAccountRoles(t *testing.T) {
 		require.ErrorIs(t, err, jetstream.ErrPermissionDenied)
 		probe.violation(t, "Publish", "$JS.API.STREAM.MSG.GET.jetsession-_s-globex")
 		for _, subject := range []string{"$JS.API.STREAM.CREATE.jetsession-_s-acme", "$JS.API.STREAM.DELETE.jetsession-_s-acme",
-			"$JS.API.STREAM.PURGE.jetsession-_s-acme", "$JS.API.DIRECT.GET.jetsession-_s-acme", "jetsession.globex.$snapshot.secret"} {
+			"$JS.API.STREAM.PURGE.jetsession-_s-acme", "jetsession.globex.$snapshot.secret"} {
 			require.NoError(t, probe.nc.Publish(subject, nil))
 			probe.violation(t, "Publish", subject)
 		}

@@ -204,7 +204,6 @@ func TestRoles(t *testing.T) {
 			"$JS.API.STREAM.MSG.GET.jetsession-_s-globex",
 			"$JS.API.STREAM.INFO.jetsession-_s-globex",
 			"$JS.API.DIRECT.GET.jetsession-_s-globex",
-			"$JS.API.DIRECT.GET.jetsession-_s-acme",
 			"$JS.API.STREAM.CREATE.jetsession-_s-acme",
 			"$JS.API.STREAM.UPDATE.jetsession-_s-acme",
 			"$JS.API.STREAM.PURGE.jetsession-_s-acme",

@@ -110,10 +110,12 @@ func Users(cfg Config) []User {
 			"$JS.FC." + stream + ".>",
 			"$JS.FC.*.*." + stream + ".>",
 			// Snapshots: save (a publish, after reading the current one
-			// and the tenant's last ordinal) and load (a leader get). The
+			// and the tenant's last ordinal) and load (a direct get of a
+			// single-replica stream, a leader get otherwise). The
 			// provisioner creates the snapshot stream (EnsureSnapshots).
 			sc.SnapshotFilter(tenant),
 			api + ".STREAM.INFO." + sc.SnapshotStream(tenant),
+			api + ".DIRECT.GET." + sc.SnapshotStream(tenant),
 			api + ".STREAM.MSG.GET." + sc.SnapshotStream(tenant),
 		}
 		inbox := []string{TenantInbox(tenant) + ".>"}
