@@ -150,7 +150,7 @@ func TestTenantAccountRoles(t *testing.T) {
 		probe.violation(t, "Publish", "$JS.API.STREAM.")
 		_, err = pl.LoadSnapshot(ctxFor(t, deniedWait), globexKey)
 		require.ErrorIs(t, err, jetstream.ErrPermissionDenied)
-		probe.violation(t, "Publish", "$JS.API.STREAM.MSG.GET.jetsession-_s-globex")
+		probe.violation(t, "Publish", "$JS.API.STREAM.INFO.jetsession-_s-globex")
 		for _, subject := range []string{"$JS.API.STREAM.CREATE.jetsession-_s-acme", "$JS.API.STREAM.DELETE.jetsession-_s-acme",
 			"$JS.API.STREAM.PURGE.jetsession-_s-acme", "jetsession.globex.$snapshot.secret"} {
 			require.NoError(t, probe.nc.Publish(subject, nil))
@@ -202,7 +202,7 @@ func TestTenantAccountRoles(t *testing.T) {
 		require.ErrorIs(t, err, jetstream.ErrPermissionDenied)
 		_, err = rl.LoadSnapshot(ctxFor(t, deniedWait), globexKey)
 		require.ErrorIs(t, err, jetstream.ErrPermissionDenied, "snapshots are not the reader's")
-		rd.violation(t, "Publish", "$JS.API.STREAM.MSG.GET.jetsession-_s-globex")
+		rd.violation(t, "Publish", "$JS.API.STREAM.INFO.jetsession-_s-globex")
 	})
 
 	t.Run("the provisioner's user in a tenant account reads no event", func(t *testing.T) {

@@ -198,7 +198,7 @@ func TestRoles(t *testing.T) {
 		probe.violation(t, "Publish", "$JS.API.STREAM.")
 		_, err = pl.LoadSnapshot(ctxFor(t, deniedWait), globexSnap)
 		require.ErrorIs(t, err, jetstream.ErrPermissionDenied)
-		probe.violation(t, "Publish", "$JS.API.STREAM.MSG.GET.jetsession-_s-globex")
+		probe.violation(t, "Publish", "$JS.API.STREAM.INFO.jetsession-_s-globex")
 		for _, subject := range []string{
 			"jetsession.globex.$snapshot.secret",
 			"$JS.API.STREAM.MSG.GET.jetsession-_s-globex",
@@ -488,7 +488,7 @@ func TestRoles(t *testing.T) {
 		// Snapshots are not the bridge's.
 		_, err = probe.log(t, jetstream.WithStreamCreation(false)).LoadSnapshot(ctxFor(t, deniedWait), acmeKey)
 		require.ErrorIs(t, err, jetstream.ErrPermissionDenied)
-		probe.violation(t, "Publish", "$JS.API.STREAM.MSG.GET.jetsession-_s-acme")
+		probe.violation(t, "Publish", "$JS.API.DIRECT.GET.jetsession-_s-acme")
 		for _, subject := range []string{
 			"$JS.API.STREAM.PURGE.jetsession-acme",
 			"$JS.API.STREAM.DELETE.jetsession-globex",
