@@ -471,6 +471,9 @@ func (l *Log) deleteHotThread(ctx context.Context, key sessionlog.ThreadKey) (in
 	if err != nil {
 		return 0, fmt.Errorf("jetstream: deleting %s: %w", subject, err)
 	}
+	if err := l.deleteSnapshot(ctx, key, ack.Seq); err != nil {
+		return 0, fmt.Errorf("jetstream: deleting the snapshot of %s: %w", subject, err)
+	}
 	return int(purged), nil
 }
 
@@ -505,6 +508,12 @@ func (l *Log) DeleteTenant(ctx context.Context, tenant string) error {
 
 func (l *Log) deleteHotTenant(ctx context.Context, tenant string) error {
 	stream := l.cfg.scheme.Stream(tenant)
+	// Snapshots first, so that calling DeleteTenant again completes a
+	// deletion cut short; and again once the stream is gone, in case a
+	// save raced with it (see snapshot.go).
+	if err := l.deleteSnapshotStream(ctx, tenant); err != nil {
+		return err
+	}
 	var info natsjs.StreamInfo
 	err := l.apiRequest(ctx, apiStreamInfo+"."+stream, nil, &info)
 	if errCode(err) == codeStreamNotFound {
@@ -529,7 +538,7 @@ func (l *Log) deleteHotTenant(ctx context.Context, tenant string) error {
 		return fmt.Errorf("jetstream: deleting the stream of tenant %q: %w", tenant, err)
 	}
 	l.forget(stream)
-	return nil
+	return l.deleteSnapshotStream(ctx, tenant)
 }
 
 // systemLog is the Log whose system stream holds this Log's tenant

@@ -14,8 +14,9 @@ import (
 type Role string
 
 const (
-	// RoleAgent appends, loads and tails its tenant's threads: every
-	// library call but ArchiveBefore and DeleteThread. Connects with the
+	// RoleAgent appends, loads and tails its tenant's threads and saves
+	// and loads their snapshots: every library call but ArchiveBefore and
+	// DeleteThread. Connects with the
 	// default inbox prefix, _INBOX.
 	RoleAgent Role = "agent"
 	// RoleArchiver has the agent's rights plus ArchiveBefore (a purge)
@@ -26,7 +27,10 @@ const (
 	// prefix ReaderInbox.
 	RoleReader Role = "reader"
 	// RoleProvisioner creates, updates and deletes the tenant's stream
-	// and reads no event (EnsureTenant, DeleteTenant, Tenant). The
+	// and reads no event (EnsureTenant, DeleteTenant, Tenant). It may
+	// also create and delete the tenant's snapshot stream
+	// (EnsureSnapshots), though the account's limits (one stream) leave
+	// no room for one yet, so Provisioner.Create makes none. The
 	// provisioner issues itself a short-lived user of this role for each
 	// change. Connects with inbox prefix ProvisionerInbox.
 	RoleProvisioner Role = "provisioner"
@@ -84,16 +88,27 @@ func (r Role) Permissions(scheme subjects.Scheme, tenant string) jwt.Permissions
 		"$JS.FC." + stream + ".>",
 		"$JS.FC.*.*." + stream + ".>",
 	}
+	// Snapshots: save (a publish, after reading the current one and the
+	// tenant's last ordinal) and load (a direct get of a single-replica
+	// stream, a leader get otherwise); DeleteThread marks the thread's
+	// snapshot deleted with a publish too.
+	snapStream := scheme.SnapshotStream(tenant)
+	snapshots := []string{
+		scheme.SnapshotFilter(tenant),
+		api + ".STREAM.INFO." + snapStream,
+		api + ".DIRECT.GET." + snapStream,
+		api + ".STREAM.MSG.GET." + snapStream,
+	}
 	var p jwt.Permissions
 	switch r {
 	case RoleAgent:
-		p.Pub.Allow = append([]string{scheme.TenantFilter(tenant)}, read...)
+		p.Pub.Allow = append(append([]string{scheme.TenantFilter(tenant)}, read...), snapshots...)
 		// Thread deletion records are the archiver's: an agent could
 		// otherwise make the bridge delete analytics rows.
 		p.Pub.Deny = []string{scheme.DeletionSubject(tenant)}
 		p.Sub.Allow = []string{"_INBOX.>"}
 	case RoleArchiver:
-		p.Pub.Allow = append(append([]string{scheme.TenantFilter(tenant)}, read...), api+".STREAM.PURGE."+stream)
+		p.Pub.Allow = append(append(append([]string{scheme.TenantFilter(tenant)}, read...), snapshots...), api+".STREAM.PURGE."+stream)
 		p.Sub.Allow = []string{"_INBOX.>"}
 	case RoleReader:
 		p.Pub.Allow = read
@@ -107,6 +122,10 @@ func (r Role) Permissions(scheme subjects.Scheme, tenant string) jwt.Permissions
 			// filter it lists thread names, never events.
 			api + ".STREAM.INFO." + stream,
 			api + ".STREAM.DELETE." + stream,
+			// The snapshot stream (EnsureSnapshots, DeleteTenant).
+			api + ".STREAM.CREATE." + snapStream,
+			api + ".STREAM.INFO." + snapStream,
+			api + ".STREAM.DELETE." + snapStream,
 		}
 		p.Sub.Allow = []string{ProvisionerInbox + ".>"}
 	}

@@ -42,13 +42,15 @@ var (
 	_ Log          = (*Memory)(nil)
 	_ ThreadLister = (*Memory)(nil)
 	_ Deleter      = (*Memory)(nil)
+	_ Snapshotter  = (*Memory)(nil)
 )
 
 type memTenant struct {
 	seq       uint64
 	created   time.Time
 	threads   map[string]*memThread
-	deletions []memDeletion // by ordinal
+	deletions []memDeletion          // by ordinal
+	snapshots map[string]memSnapshot // by thread; see memory_snapshot.go
 }
 
 type memDeletion struct {
@@ -562,6 +564,7 @@ func (m *Memory) deleteThread(key ThreadKey) (int, error) {
 		n = len(th.live)
 		th.live = nil
 	}
+	t.deleteSnapshotLocked(key.Thread, t.seq)
 	m.notify()
 	return n, nil
 }

@@ -60,6 +60,25 @@ func FuzzRoundTrip(f *testing.F) {
 		if !server.IsValidLiteralSubject(subj) || strings.Count(subj, ".") != 2 {
 			t.Fatalf("subject %q of (%q, %q) is not a 3-token literal subject", subj, tenant, thread)
 		}
+		if snap := s.SnapshotStream(tenant); len(snap) > subjects.MaxStreamName {
+			t.Fatalf("snapshot stream %q of %q is longer than %d", snap, tenant, subjects.MaxStreamName)
+		}
+		if got, ok := s.IsSnapshotStream(s.SnapshotStream(tenant)); !ok || got != tenant {
+			t.Fatalf("snapshot stream of %q parses to %q, %v", tenant, got, ok)
+		}
+		if _, err := s.ParseStream(s.SnapshotStream(tenant)); err == nil {
+			t.Fatalf("snapshot stream %q parses as a tenant stream", s.SnapshotStream(tenant))
+		}
+		if snap := s.SnapshotSubject(tenant, thread); !server.IsValidLiteralSubject(snap) || strings.Count(snap, ".") != 3 ||
+			!server.SubjectMatchesFilter(snap, s.SnapshotFilter(tenant)) {
+			t.Fatalf("snapshot subject %q of (%q, %q) is not a 4-token subject in the snapshot filter", snap, tenant, thread)
+		}
+		// The server refuses a stream whose subjects collide with another
+		// stream's (server/stream.go uses SubjectsCollide).
+		if f := s.SnapshotFilter(tenant); server.SubjectsCollide(f, s.TenantFilter(tenant)) ||
+			server.SubjectsCollide(f, s.AllTenantsFilter()) || server.SubjectsCollide(f, s.SystemFilter()) {
+			t.Fatalf("the snapshot filter of %q collides with a tenant, bridge or system filter", tenant)
+		}
 		gotTenant, gotThread, err := s.ParseSubject(subj)
 		if err != nil || gotTenant != tenant || gotThread != thread {
 			t.Fatalf("subject %q parses to (%q, %q), %v", subj, gotTenant, gotThread, err)
@@ -87,6 +106,13 @@ func FuzzInjective(f *testing.F) {
 	f.Fuzz(func(t *testing.T, a, b string) {
 		if a == b || a == "" || b == "" {
 			return
+		}
+		if strings.EqualFold(s.SnapshotStream(a), s.Stream(b)) || strings.EqualFold(s.SnapshotStream(a), s.SnapshotStream(b)) ||
+			strings.EqualFold(s.SnapshotStream(a), s.SystemStream()) {
+			t.Fatalf("the snapshot stream %q of tenant %q shares a name with tenant %q's streams or the system stream", s.SnapshotStream(a), a, b)
+		}
+		if server.SubjectsCollide(s.SnapshotFilter(a), s.TenantFilter(b)) || server.SubjectsCollide(s.SnapshotFilter(a), s.SnapshotFilter(b)) {
+			t.Fatalf("the snapshot filter of tenant %q collides with tenant %q's filters", a, b)
 		}
 		if strings.EqualFold(s.Stream(a), s.Stream(b)) {
 			t.Fatalf("tenants %q and %q share the stream name %q/%q (ignoring case)", a, b, s.Stream(a), s.Stream(b))

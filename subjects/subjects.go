@@ -83,8 +83,10 @@ func (s Scheme) Validate() error {
 	if strings.ContainsFunc(s.StreamPrefix, badStreamRune) {
 		return fmt.Errorf("subjects: stream prefix %q may only hold letters, digits, '-' and '_'", s.StreamPrefix)
 	}
-	if len(s.StreamPrefix)+3*MaxTenantBytes > MaxStreamName {
-		return fmt.Errorf("subjects: stream prefix %q is longer than %d bytes", s.StreamPrefix, MaxStreamName-3*MaxTenantBytes)
+	// The longest stream name is a snapshot stream's (SnapshotStream).
+	if len(s.StreamPrefix)+len(snapshotStreamMarker)+3*MaxTenantBytes > MaxStreamName {
+		return fmt.Errorf("subjects: stream prefix %q is longer than %d bytes", s.StreamPrefix,
+			MaxStreamName-len(snapshotStreamMarker)-3*MaxTenantBytes)
 	}
 	return nil
 }

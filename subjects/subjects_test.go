@@ -19,6 +19,14 @@ func TestDefaultLayout(t *testing.T) {
 	require.Equal(t, "caf_c3_a9", subjects.EncodeTenant("café"))
 	require.Equal(t, "a_20b_2a_3e", subjects.EncodeThread("a b*>"))
 	require.Equal(t, "_5f", subjects.EncodeThread("_"))
+	require.Equal(t, "jetsession-_s-acme", s.SnapshotStream("acme"))
+	require.Equal(t, "jetsession.acme.$snapshot.Thread_2e1", s.SnapshotSubject("acme", "Thread.1"))
+	require.Equal(t, "jetsession.acme.$snapshot.*", s.SnapshotFilter("acme"))
+	require.NotEqual(t, s.SystemStream(), s.SnapshotStream("ystem"))
+	require.LessOrEqual(t, len(s.SnapshotStream(strings.Repeat("\xff", 64))), subjects.MaxStreamName)
+	require.Error(t, subjects.Scheme{SubjectPrefix: "p", StreamPrefix: strings.Repeat("p", 61)}.Validate(),
+		"a snapshot stream name would be too long")
+	require.NoError(t, subjects.Scheme{SubjectPrefix: "p", StreamPrefix: strings.Repeat("p", 60)}.Validate())
 }
 
 func TestParseReversesNames(t *testing.T) {

@@ -123,6 +123,15 @@ func TestTenantAccountRoles(t *testing.T) {
 			next(t, out, errc)
 		}
 		bstop()
+
+		// Snapshots: an account per tenant holds one stream (its limits
+		// leave no room for a snapshot stream yet), and agents may not
+		// create streams, so a save says the tenant is not provisioned
+		// for them, and a load finds none, within the agent's rights.
+		err = acmeLog.SaveSnapshot(ctx, acmeKey, last, []byte("acme state"))
+		require.ErrorIs(t, err, jetstream.ErrTenantNotProvisioned)
+		_, err = acmeLog.LoadSnapshot(ctx, acmeKey)
+		require.ErrorIs(t, err, sessionlog.ErrNoSnapshot)
 		acme.noViolations(t)
 	})
 
@@ -135,6 +144,18 @@ func TestTenantAccountRoles(t *testing.T) {
 		_, err = pl.DeleteThread(ctxFor(t, deniedWait), acmeKey)
 		require.Error(t, err)
 		probe.violation(t, "Publish", "jetsession.acme.$deleted")
+		// Another tenant's snapshots are not even in its account.
+		err = pl.SaveSnapshot(ctxFor(t, deniedWait), globexKey, 1, []byte("intrusion"))
+		require.ErrorIs(t, err, jetstream.ErrPermissionDenied)
+		probe.violation(t, "Publish", "$JS.API.STREAM.")
+		_, err = pl.LoadSnapshot(ctxFor(t, deniedWait), globexKey)
+		require.ErrorIs(t, err, jetstream.ErrPermissionDenied)
+		probe.violation(t, "Publish", "$JS.API.STREAM.INFO.jetsession-_s-globex")
+		for _, subject := range []string{"$JS.API.STREAM.CREATE.jetsession-_s-acme", "$JS.API.STREAM.DELETE.jetsession-_s-acme",
+			"$JS.API.STREAM.PURGE.jetsession-_s-acme", "jetsession.globex.$snapshot.secret"} {
+			require.NoError(t, probe.nc.Publish(subject, nil))
+			probe.violation(t, "Publish", subject)
+		}
 		recs, err := acmeLog.LoadSince(ctx, acmeKey, 0)
 		require.NoError(t, err)
 		require.Len(t, recs, 5)
@@ -152,7 +173,7 @@ func TestTenantAccountRoles(t *testing.T) {
 		n, err := archLog.DeleteThread(ctx, doomed)
 		require.NoError(t, err)
 		require.Equal(t, 2, n)
-		arch.noViolations(t)
+		arch.noViolations(t) // it looked for the snapshot stream, within its rights
 	})
 
 	t.Run("reader reads and tails its tenant and writes nothing", func(t *testing.T) {
@@ -179,6 +200,9 @@ func TestTenantAccountRoles(t *testing.T) {
 		rd.violation(t, "Publish", "jetsession.globex.")
 		_, err = rl.ArchiveBefore(ctxFor(t, deniedWait), globexKey, 1<<40)
 		require.ErrorIs(t, err, jetstream.ErrPermissionDenied)
+		_, err = rl.LoadSnapshot(ctxFor(t, deniedWait), globexKey)
+		require.ErrorIs(t, err, jetstream.ErrPermissionDenied, "snapshots are not the reader's")
+		rd.violation(t, "Publish", "$JS.API.STREAM.INFO.jetsession-_s-globex")
 	})
 
 	t.Run("the provisioner's user in a tenant account reads no event", func(t *testing.T) {
@@ -211,6 +235,7 @@ func TestTenantAccountRoles(t *testing.T) {
 		require.Error(t, err)
 		prov.violation(t, "Publish", "jetsession.globex.")
 		for _, subject := range []string{"$JS.API.STREAM.MSG.GET.jetsession-globex", "$JS.API.CONSUMER.CREATE.jetsession-globex.c.jetsession.globex.*",
+			"$JS.API.STREAM.MSG.GET.jetsession-_s-globex", "jetsession.globex.$snapshot.secret",
 			"$JS.API.STREAM.PURGE.jetsession-globex", "$JS.API.DIRECT.GET.jetsession-globex"} {
 			require.NoError(t, prov.nc.Publish(subject, nil))
 			prov.violation(t, "Publish", subject)

@@ -98,6 +98,8 @@ func TestRoles(t *testing.T) {
 		for range 2 { // idempotent
 			require.NoError(t, provLog.EnsureTenant(ctx, "acme"))
 			require.NoError(t, provLog.EnsureTenant(ctx, "globex"))
+			require.NoError(t, provLog.EnsureSnapshots(ctx, "acme"))
+			require.NoError(t, provLog.EnsureSnapshots(ctx, "globex"))
 		}
 		prov.noViolations(t)
 		tenants, err := adminLog.Tenants(ctx)
@@ -121,10 +123,13 @@ func TestRoles(t *testing.T) {
 		require.NoError(t, provLog.EnsureTenant(ctx, temp.Tenant))
 		last, err := admin.Append(ctx, temp, events("a", "b"))
 		require.NoError(t, err)
+		require.NoError(t, admin.SaveSnapshot(ctx, temp, last, []byte("state")))
 		require.NoError(t, provLog.DeleteTenant(ctx, temp.Tenant))
 		recs, err := admin.LoadSince(ctx, temp, 0)
 		require.NoError(t, err)
 		require.Empty(t, recs)
+		_, err = admin.LoadSnapshot(ctx, temp)
+		require.ErrorIs(t, err, sessionlog.ErrNoSnapshot, "the provisioner deleted the tenant's snapshots")
 		require.NoError(t, provLog.EnsureTenant(ctx, temp.Tenant))
 		next, err := admin.Append(ctx, temp, events("c"))
 		require.NoError(t, err)
@@ -172,6 +177,45 @@ func TestRoles(t *testing.T) {
 		stop()
 		last = live
 		acme.noViolations(t)
+	})
+
+	t.Run("agent saves and loads its tenant's snapshots, never another's", func(t *testing.T) {
+		require.NoError(t, acmeLog.SaveSnapshot(ctx, acmeKey, last, []byte(`{"acme":"state"}`)))
+		snap, err := acmeLog.LoadSnapshot(ctx, acmeKey)
+		require.NoError(t, err)
+		require.Equal(t, last, snap.Ordinal)
+		acme.noViolations(t)
+		globexSnap := sessionlog.ThreadKey{Tenant: "globex", Thread: "snapshotted"}
+		globexLast, err := globexLog.Append(ctx, globexSnap, events("globex before its snapshot"))
+		require.NoError(t, err)
+		require.NoError(t, globexLog.SaveSnapshot(ctx, globexSnap, globexLast, []byte("globex secret state")))
+		globex.noViolations(t)
+
+		probe := as("agent-acme", tenantInbox("acme"))
+		pl := probe.log(t, jetstream.WithStreamCreation(false))
+		err = pl.SaveSnapshot(ctxFor(t, deniedWait), globexSnap, globexLast, []byte("intrusion"))
+		require.ErrorIs(t, err, jetstream.ErrPermissionDenied)
+		probe.violation(t, "Publish", "$JS.API.STREAM.")
+		_, err = pl.LoadSnapshot(ctxFor(t, deniedWait), globexSnap)
+		require.ErrorIs(t, err, jetstream.ErrPermissionDenied)
+		probe.violation(t, "Publish", "$JS.API.STREAM.INFO.jetsession-_s-globex")
+		for _, subject := range []string{
+			"jetsession.globex.$snapshot.secret",
+			"$JS.API.STREAM.MSG.GET.jetsession-_s-globex",
+			"$JS.API.STREAM.INFO.jetsession-_s-globex",
+			"$JS.API.DIRECT.GET.jetsession-_s-globex",
+			"$JS.API.STREAM.CREATE.jetsession-_s-acme",
+			"$JS.API.STREAM.UPDATE.jetsession-_s-acme",
+			"$JS.API.STREAM.PURGE.jetsession-_s-acme",
+			"$JS.API.STREAM.DELETE.jetsession-_s-acme",
+			"$JS.API.STREAM.MSG.DELETE.jetsession-_s-acme",
+		} {
+			require.NoError(t, probe.nc.Publish(subject, []byte("x")))
+			probe.violation(t, "Publish", subject)
+		}
+		snap, err = globexLog.LoadSnapshot(ctx, globexSnap)
+		require.NoError(t, err)
+		require.Equal(t, "globex secret state", string(snap.State), "globex's snapshot is untouched")
 	})
 
 	t.Run("agent tail answers flow control", func(t *testing.T) {
@@ -376,8 +420,9 @@ func TestRoles(t *testing.T) {
 
 	t.Run("archivers delete threads of their tenant; agents cannot", func(t *testing.T) {
 		doomed := sessionlog.ThreadKey{Tenant: "acme", Thread: "doomed"}
-		_, err := acmeLog.Append(ctx, doomed, events("x", "y"))
+		doomedLast, err := acmeLog.Append(ctx, doomed, events("x", "y"))
 		require.NoError(t, err)
+		require.NoError(t, acmeLog.SaveSnapshot(ctx, doomed, doomedLast, []byte("doomed state")))
 		agentProbe := as("agent-acme", tenantInbox("acme"))
 		_, err = agentProbe.log(t, jetstream.WithStreamCreation(false)).DeleteThread(ctxFor(t, deniedWait), doomed)
 		require.Error(t, err)
@@ -387,6 +432,8 @@ func TestRoles(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, 2, n)
 		arch.noViolations(t)
+		_, err = acmeLog.LoadSnapshot(ctx, doomed)
+		require.ErrorIs(t, err, sessionlog.ErrNoSnapshot, "the thread's snapshot went with it")
 	})
 
 	t.Run("bridge follows every tenant and writes nothing", func(t *testing.T) {
@@ -438,11 +485,17 @@ func TestRoles(t *testing.T) {
 		_, err = probe.log(t, jetstream.WithStreamCreation(false)).Append(ctxFor(t, deniedWait), acmeKey, events("x"))
 		require.Error(t, err)
 		probe.violation(t, "Publish", "jetsession.acme.")
+		// Snapshots are not the bridge's.
+		_, err = probe.log(t, jetstream.WithStreamCreation(false)).LoadSnapshot(ctxFor(t, deniedWait), acmeKey)
+		require.ErrorIs(t, err, jetstream.ErrPermissionDenied)
+		probe.violation(t, "Publish", "$JS.API.DIRECT.GET.jetsession-_s-acme")
 		for _, subject := range []string{
 			"$JS.API.STREAM.PURGE.jetsession-acme",
 			"$JS.API.STREAM.DELETE.jetsession-globex",
 			"$JS.API.STREAM.CREATE.jetsession-initech",
 			"$JS.API.CONSUMER.CREATE.other.c.private.*",
+			"jetsession.acme.$snapshot.support_2f1",
+			"$JS.API.DIRECT.GET.jetsession-_s-globex",
 		} {
 			require.NoError(t, probe.nc.Publish(subject, nil))
 			probe.violation(t, "Publish", subject)

@@ -18,6 +18,9 @@
 // sessionlog.IncludeArchived go through it) need logs configured with a
 // cold store, each with its own empty one: pass WithColdTier. Without it
 // those rules are skipped, saying so.
+//
+// The snapshot rules run on logs that implement sessionlog.Snapshotter
+// (the memory log and JetStream do) and are skipped, saying so, on others.
 package sessionlogtest
 
 import (
@@ -83,6 +86,7 @@ func Run(t *testing.T, newLog Factory, opts ...Option) {
 		{"newest first", loadLastRules},
 		{"deletion", deletionRules},
 		{"retention", retentionRules},
+		{"snapshots", snapshotRules},
 	}
 	cold := coldRules(o.corrupt)
 	if o.cold == nil {

@@ -5,7 +5,8 @@
 //
 // Every role lives in one account with JetStream enabled. Per tenant there
 // is an agent (append, read, tail that tenant only) and an archiver (the
-// agent's rights plus purge); then a provisioner (creates tenant streams), a
+// agent's rights plus purge), both with their tenant's snapshots; then a
+// provisioner (creates tenant and snapshot streams), a
 // bridge (reads and tails every tenant) and an admin (everything).
 //
 // Passwords are placeholders ("change-me-<user>") unless -random-passwords
@@ -108,6 +109,14 @@ func Users(cfg Config) []User {
 			// ($JS.FC.<domain>.<account hash>.<stream>...).
 			"$JS.FC." + stream + ".>",
 			"$JS.FC.*.*." + stream + ".>",
+			// Snapshots: save (a publish, after reading the current one
+			// and the tenant's last ordinal) and load (a direct get of a
+			// single-replica stream, a leader get otherwise). The
+			// provisioner creates the snapshot stream (EnsureSnapshots).
+			sc.SnapshotFilter(tenant),
+			api + ".STREAM.INFO." + sc.SnapshotStream(tenant),
+			api + ".DIRECT.GET." + sc.SnapshotStream(tenant),
+			api + ".STREAM.MSG.GET." + sc.SnapshotStream(tenant),
 		}
 		inbox := []string{TenantInbox(tenant) + ".>"}
 		users = append(users,
@@ -128,7 +137,14 @@ func Users(cfg Config) []User {
 			})
 	}
 	// Stream names are one token and NATS wildcards match whole tokens, so
-	// "every tenant stream" can only be written as "every stream".
+	// "every tenant stream" can only be written as "every stream"; the
+	// bridge's reads of the known tenants' snapshot streams are carved
+	// out (it needs none).
+	var noSnapshots []string
+	for _, tenant := range cfg.Tenants {
+		noSnapshots = append(noSnapshots,
+			api+".STREAM.MSG.GET."+sc.SnapshotStream(tenant), api+".DIRECT.GET."+sc.SnapshotStream(tenant))
+	}
 	users = append(users,
 		User{
 			Name:    "provisioner",
@@ -163,6 +179,7 @@ func Users(cfg Config) []User {
 				BridgeInbox + ".>",
 				"$JS.EVENT.ADVISORY.STREAM.CREATED.>",
 			},
+			DenyPublish: noSnapshots,
 		},
 		User{Name: "admin", Comment: "everything in the account: operators and tooling only"},
 	)
