@@ -40,11 +40,11 @@ type config struct {
 	// says it was given, which --smoke does not shrink.
 	hydrateEvents int
 	hydrateSet    bool
-	jsonPath   string
-	cpuProfile string
-	format     string
-	smoke      bool
-	serverPIDs []int
+	jsonPath      string
+	cpuProfile    string
+	format        string
+	smoke         bool
+	serverPIDs    []int
 }
 
 // sizes are the default and --smoke sizes of the scenarios.

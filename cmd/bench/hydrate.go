@@ -217,10 +217,10 @@ func hydrateMetrics(perThread int, rows []hydrateRow, ds [][]time.Duration) ([]m
 // rawRecord is what the raw paths decode of each message: as much as a
 // client needs to hand an event on (its ordinal, id, type, time, payload).
 type rawRecord struct {
-	seq      uint64
-	id, typ  string
-	at       time.Time
-	data     []byte
+	seq     uint64
+	id, typ string
+	at      time.Time
+	data    []byte
 }
 
 func rawDecode(m *nats.Msg, seq uint64) (rawRecord, error) {
