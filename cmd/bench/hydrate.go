@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -126,6 +127,10 @@ func runHydrate(ctx context.Context, r *runner, t *target) (*outcome, error) {
 		rows = append(rows, more...)
 	}
 
+	fb, err := h.fallback(ctx)
+	if err != nil {
+		return nil, err
+	}
 	// One untimed read of each row first: connections, caches and the
 	// library's stream look-up are warm for every row alike.
 	for _, row := range rows {
@@ -168,7 +173,11 @@ func runHydrate(ctx context.Context, r *runner, t *target) (*outcome, error) {
 		}
 		ms, name := hydrateMetrics(perThread, rows, ds)
 		fastest[name]++
-		return ms, nil
+		fms, err := fb.measure(ctx, min(n, fallbackReads))
+		if err != nil {
+			return nil, fmt.Errorf("fallback: %w", err)
+		}
+		return append(ms, fms...), nil
 	})
 	out.note("thread of %d %d-byte events among %d threads written in turn (%d events in the stream), R%d; %d interleaved rounds of %d reads per repetition",
 		perThread, r.cfg.payload, threads, perThread*threads, t.replicas, n, len(rows))
@@ -176,6 +185,8 @@ func runHydrate(ctx context.Context, r *runner, t *target) (*outcome, error) {
 	out.note("raw paths trust every reply (no header verification, no read-your-writes check); the ordered consumer is created per read and deleted after the repetition, untimed")
 	out.note("floors are not the same read: the thread's payloads packed into 512 KiB messages, and a %d KiB snapshot row plus the %d events after it", hydrateSnapshotBytes>>10, hydrateSnapshotTail)
 	out.note("%s", pgNote)
+	out.note("fallback: a thread of %d events among 100 written in turn in a stream with direct gets turned off, the path of a read whose replicas all lag; %d interleaved pairs per repetition",
+		fb.perThread, min(n, fallbackReads))
 	return out, err
 }
 
@@ -468,4 +479,107 @@ func (h *hydrateSet) postgresRows(ctx context.Context, seqs [][]uint64) ([]hydra
 		}}
 	return []hydrateRow{events, snapshot}, fmt.Sprintf("PostgreSQL %s (throwaway cluster from internal/pgtest, fsync off) over TCP loopback, pgx, the same %d rows in a table keyed by (tenant, thread, ordinal)",
 		version, h.perThread*len(h.threads)), nil
+}
+
+// fallbackEvents is the thread length of the fallback measurement (among
+// 100 threads written in turn), and fallbackReads its reads per repetition.
+const (
+	fallbackEvents = 200
+	fallbackReads  = 3
+)
+
+// fallbackSet is a tenant whose stream serves no direct gets: every read
+// takes the path of a read whose replicas all lag, through the stream
+// leader's message get.
+type fallbackSet struct {
+	t         *target
+	key       sessionlog.ThreadKey
+	stream    string
+	subject   string
+	perThread int
+}
+
+func (h *hydrateSet) fallback(ctx context.Context) (*fallbackSet, error) {
+	perThread, threads := fallbackEvents, 100
+	if h.r.cfg.smoke {
+		perThread, threads = 5, 4
+	}
+	t := h.t
+	f := &fallbackSet{t: t, perThread: perThread}
+	tenant := "hydratelag"
+	names := threadNames("t", threads)
+	f.key = sessionlog.ThreadKey{Tenant: tenant, Thread: names[threads/2]}
+	f.stream = t.scheme.Stream(tenant)
+	f.subject = t.scheme.Subject(tenant, f.key.Thread)
+	if err := t.log.EnsureTenant(ctx, tenant); err != nil {
+		return nil, err
+	}
+	if _, err := t.fill(ctx, tenant, names, perThread, false); err != nil {
+		return nil, err
+	}
+	s, err := t.js.Stream(ctx, f.stream)
+	if err != nil {
+		return nil, err
+	}
+	cfg := s.CachedInfo().Config
+	cfg.AllowDirect = false
+	if _, err := t.js.UpdateStream(ctx, cfg); err != nil {
+		return nil, fmt.Errorf("turning direct gets off: %w", err)
+	}
+	return f, nil
+}
+
+// measure reads the thread with LoadSince and with a raw chain of leader
+// message gets (one event a request: the fastest raw read without direct
+// gets that leaves no server state), interleaved.
+func (f *fallbackSet) measure(ctx context.Context, n int) ([]metric, error) {
+	t := f.t
+	ds, err := interleave(ctx, n,
+		func() error {
+			recs, err := t.log.LoadSince(ctx, f.key, 0)
+			if err != nil {
+				return err
+			}
+			return countErr("LoadSince", len(recs), f.perThread)
+		},
+		func() error {
+			got := 0
+			for cursor := uint64(0); ; {
+				body, err := json.Marshal(rawRequest{Seq: cursor + 1, NextFor: f.subject})
+				if err != nil {
+					return err
+				}
+				msg, err := t.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+f.stream, body)
+				if err != nil {
+					return err
+				}
+				var resp struct {
+					Message *struct {
+						Seq  uint64 `json:"seq"`
+						Data []byte `json:"data"`
+					} `json:"message"`
+					Error *struct {
+						Code int `json:"err_code"`
+					} `json:"error"`
+				}
+				if err := json.Unmarshal(msg.Data, &resp); err != nil {
+					return err
+				}
+				if resp.Error != nil || resp.Message == nil {
+					break // no message found: the end of the thread
+				}
+				cursor = resp.Message.Seq
+				got++
+			}
+			return countErr("leader message gets", got, f.perThread)
+		})
+	if err != nil {
+		return nil, err
+	}
+	what := fmt.Sprintf("fallback: no replica serves direct gets, load %d events", f.perThread)
+	twin := "raw leader STREAM.MSG.GET chain"
+	return []metric{
+		{Name: what + " p50", Unit: unitMicros, Lib: micros(percentile(ds[0], 0.5)), Twin: twin, Raw: micros(percentile(ds[1], 0.5))},
+		{Name: what + " p99", Unit: unitMicros, Lib: micros(percentile(ds[0], 0.99)), Twin: twin, Raw: micros(percentile(ds[1], 0.99))},
+	}, nil
 }
