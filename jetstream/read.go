@@ -403,6 +403,13 @@ func (r *reader) direct(ctx context.Context, seq uint64) (*chunk, uint64, error)
 	pending, err := r.l.directGet(ctx, r.stream, r.subject,
 		msgGetRequest{Seq: seq, NextFor: r.subject, Batch: r.l.cfg.readEvents, MaxBytes: r.l.cfg.readBytes},
 		func(m *served) error {
+			if c.recs == nil {
+				// The first reply says how many of the thread's messages
+				// follow it: a capacity hint only, bounded by the batch.
+				if n, ok := lastUint(m.header, headerNumPending); ok {
+					c.recs = make([]sessionlog.Record, 0, min(n, uint64(r.l.cfg.readEvents))+1)
+				}
+			}
 			c.add(decodeEvent(r.key, r.token, m))
 			r.cursor = m.seq
 			return nil

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime/metrics"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -67,6 +69,8 @@ type hydrateSet struct {
 	subject   string
 	perThread int
 	ordinals  []uint64 // the thread's ordinals, in order
+
+	orderedRetries int // ordered consumer reads retried after "no responders"
 }
 
 // hydrateExtraRows add rows to the hydrate scenario. The cold tier and
@@ -145,6 +149,7 @@ func runHydrate(ctx context.Context, r *runner, t *target) (*outcome, error) {
 	}
 	n := r.pairs()
 	fastest := map[string]int{}
+	gcs := newGCTally(len(rows))
 	out.reps, err = repeat(ctx, r.cfg.reps, func() ([]metric, error) {
 		ops := make([]func() error, len(rows))
 		for i, row := range rows {
@@ -153,7 +158,9 @@ func runHydrate(ctx context.Context, r *runner, t *target) (*outcome, error) {
 				want = perThread
 			}
 			ops[i] = func() error {
+				start := time.Now()
 				got, err := row.read(ctx)
+				gcs.record(i, time.Since(start))
 				if err != nil {
 					return fmt.Errorf("%s: %w", row.name, err)
 				}
@@ -182,6 +189,8 @@ func runHydrate(ctx context.Context, r *runner, t *target) (*outcome, error) {
 	out.note("thread of %d %d-byte events among %d threads written in turn (%d events in the stream), R%d; %d interleaved rounds of %d reads per repetition",
 		perThread, r.cfg.payload, threads, perThread*threads, t.replicas, n, len(rows))
 	out.note("fastest raw path by repetition: %v", fastest)
+	out.note("%s", gcs.summary(rows))
+	out.note("ordered consumer reads retried after 'no responders': %d", h.orderedRetries)
 	out.note("raw paths trust every reply (no header verification, no read-your-writes check); the ordered consumer is created per read and deleted after the repetition, untimed")
 	out.note("floors are not the same read: the thread's payloads packed into 512 KiB messages, and a %d KiB snapshot row plus the %d events after it", hydrateSnapshotBytes>>10, hydrateSnapshotTail)
 	out.note("%s", pgNote)
@@ -286,25 +295,16 @@ func (h *hydrateSet) rawRows() []hydrateRow {
 	}}
 	var consumers []string
 	ordered := hydrateRow{name: "raw ordered consumer", kind: rowRaw, read: func(ctx context.Context) (int, error) {
-		c, err := t.js.OrderedConsumer(ctx, h.stream, natsjs.OrderedConsumerConfig{FilterSubjects: []string{h.subject}})
-		if err != nil {
-			return 0, err
-		}
-		batch, err := c.Fetch(h.perThread, natsjs.FetchMaxWait(30*time.Second))
-		if err != nil {
-			return 0, err
-		}
-		consumers = append(consumers, c.CachedInfo().Name)
-		recs := make([]rawRecord, 0, h.perThread)
-		for m := range batch.Messages() {
-			md, err := m.Metadata()
-			if err != nil {
-				return 0, err
+		for attempt := 1; ; attempt++ {
+			n, err := h.orderedRead(ctx, &consumers)
+			// On R3 a consumer placed on another node may not have its
+			// interest there yet: retry, as the library's raw twins do.
+			if errors.Is(err, nats.ErrNoResponders) && attempt < 10 {
+				h.orderedRetries++
+				continue
 			}
-			at, _ := time.Parse(time.RFC3339Nano, m.Headers().Get(jetstream.HeaderTime))
-			recs = append(recs, rawRecord{seq: md.Sequence.Stream, id: m.Headers().Get(jetstream.HeaderMsgID), typ: m.Headers().Get(jetstream.HeaderType), at: at, data: m.Data()})
+			return n, err
 		}
-		return len(recs), batch.Error()
 	}, after: func(ctx context.Context) error {
 		// Ordered consumers are ephemeral; delete them rather than leave
 		// them to their inactivity threshold.
@@ -317,6 +317,30 @@ func (h *hydrateSet) rawRows() []hydrateRow {
 		return nil
 	}}
 	return []hydrateRow{chain, getBatch, ordered}
+}
+
+// orderedRead reads the thread with an ordered consumer, recording its
+// name for deletion.
+func (h *hydrateSet) orderedRead(ctx context.Context, consumers *[]string) (int, error) {
+	c, err := h.t.js.OrderedConsumer(ctx, h.stream, natsjs.OrderedConsumerConfig{FilterSubjects: []string{h.subject}})
+	if err != nil {
+		return 0, err
+	}
+	*consumers = append(*consumers, c.CachedInfo().Name)
+	batch, err := c.Fetch(h.perThread, natsjs.FetchMaxWait(30*time.Second))
+	if err != nil {
+		return 0, err
+	}
+	recs := make([]rawRecord, 0, h.perThread)
+	for m := range batch.Messages() {
+		md, err := m.Metadata()
+		if err != nil {
+			return 0, err
+		}
+		at, _ := time.Parse(time.RFC3339Nano, m.Headers().Get(jetstream.HeaderTime))
+		recs = append(recs, rawRecord{seq: md.Sequence.Stream, id: m.Headers().Get(jetstream.HeaderMsgID), typ: m.Headers().Get(jetstream.HeaderType), at: at, data: m.Data()})
+	}
+	return len(recs), batch.Error()
 }
 
 // floorRow stores the thread's payloads packed into messages of at most
@@ -582,4 +606,51 @@ func (f *fallbackSet) measure(ctx context.Context, n int) ([]metric, error) {
 		{Name: what + " p50", Unit: unitMicros, Lib: micros(percentile(ds[0], 0.5)), Twin: twin, Raw: micros(percentile(ds[1], 0.5))},
 		{Name: what + " p99", Unit: unitMicros, Lib: micros(percentile(ds[0], 0.99)), Twin: twin, Raw: micros(percentile(ds[1], 0.99))},
 	}, nil
+}
+
+// gcTally splits each row's reads by whether a garbage collection ended
+// since the previous read ended. With servers in this process a collection
+// also frees the file store's block caches (weak pointers), so the next
+// read of a large stream reloads its blocks: which row a collection falls
+// before moves its median.
+type gcTally struct {
+	sample  []metrics.Sample
+	lastEnd uint64
+	after   [][]time.Duration
+	clean   [][]time.Duration
+}
+
+func newGCTally(rows int) *gcTally {
+	g := &gcTally{sample: []metrics.Sample{{Name: "/gc/cycles/total:gc-cycles"}},
+		after: make([][]time.Duration, rows), clean: make([][]time.Duration, rows)}
+	g.lastEnd = g.cycles()
+	return g
+}
+
+func (g *gcTally) cycles() uint64 {
+	metrics.Read(g.sample)
+	if g.sample[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return g.sample[0].Value.Uint64()
+}
+
+func (g *gcTally) record(row int, d time.Duration) {
+	now := g.cycles()
+	if now != g.lastEnd {
+		g.after[row] = append(g.after[row], d)
+	} else {
+		g.clean[row] = append(g.clean[row], d)
+	}
+	g.lastEnd = now
+}
+
+func (g *gcTally) summary(rows []hydrateRow) string {
+	var b strings.Builder
+	b.WriteString("reads with a garbage collection since the previous read (count, p50) vs without:")
+	for i, row := range rows {
+		fmt.Fprintf(&b, " %s %d/%d %s vs %s;", row.name, len(g.after[i]), len(g.after[i])+len(g.clean[i]),
+			formatValue(micros(percentile(g.after[i], 0.5)), unitMicros), formatValue(micros(percentile(g.clean[i], 0.5)), unitMicros))
+	}
+	return strings.TrimSuffix(b.String(), ";")
 }
