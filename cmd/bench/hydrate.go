@@ -150,6 +150,7 @@ func runHydrate(ctx context.Context, r *runner, t *target) (*outcome, error) {
 	n := r.pairs()
 	fastest := map[string]int{}
 	gcs := newGCTally(len(rows))
+	var perRep []string
 	out.reps, err = repeat(ctx, r.cfg.reps, func() ([]metric, error) {
 		ops := make([]func() error, len(rows))
 		for i, row := range rows {
@@ -180,6 +181,7 @@ func runHydrate(ctx context.Context, r *runner, t *target) (*outcome, error) {
 		}
 		ms, name := hydrateMetrics(perThread, rows, ds)
 		fastest[name]++
+		perRep = append(perRep, repRatios(rows, ds))
 		fms, err := fb.measure(ctx, min(n, fallbackReads))
 		if err != nil {
 			return nil, fmt.Errorf("fallback: %w", err)
@@ -189,6 +191,7 @@ func runHydrate(ctx context.Context, r *runner, t *target) (*outcome, error) {
 	out.note("thread of %d %d-byte events among %d threads written in turn (%d events in the stream), R%d; %d interleaved rounds of %d reads per repetition",
 		perThread, r.cfg.payload, threads, perThread*threads, t.replicas, n, len(rows))
 	out.note("fastest raw path by repetition: %v", fastest)
+	out.note("p50 ratios by repetition: %s", strings.Join(perRep, " | "))
 	out.note("%s", gcs.summary(rows))
 	out.note("ordered consumer reads retried after 'no responders': %d", h.orderedRetries)
 	out.note("raw paths trust every reply (no header verification, no read-your-writes check); the ordered consumer is created per read and deleted after the repetition, untimed")
@@ -653,4 +656,30 @@ func (g *gcTally) summary(rows []hydrateRow) string {
 			formatValue(micros(percentile(g.after[i], 0.5)), unitMicros), formatValue(micros(percentile(g.clean[i], 0.5)), unitMicros))
 	}
 	return strings.TrimSuffix(b.String(), ";")
+}
+
+// repRatios is one repetition's p50 ratios of the first library row to the
+// fastest raw path and to PostgreSQL, for the spread between repetitions.
+func repRatios(rows []hydrateRow, ds [][]time.Duration) string {
+	lib, raw, pg := -1, time.Duration(0), time.Duration(0)
+	for i, row := range rows {
+		p := percentile(ds[i], 0.5)
+		switch {
+		case row.kind == rowLibrary && lib < 0:
+			lib = i
+		case row.kind == rowRaw && (raw == 0 || p < raw):
+			raw = p
+		case row.kind == rowPostgres && pg == 0:
+			pg = p
+		}
+	}
+	if lib < 0 || raw == 0 {
+		return "-"
+	}
+	l := percentile(ds[lib], 0.5)
+	out := fmt.Sprintf("lib/raw-fastest %.2f", float64(l)/float64(raw))
+	if pg > 0 {
+		out += fmt.Sprintf(", lib/PG %.2f, raw-fastest/PG %.2f", float64(l)/float64(pg), float64(raw)/float64(pg))
+	}
+	return out
 }
