@@ -304,6 +304,9 @@ func (h *hydrateSet) rawRows() []hydrateRow {
 			// interest there yet: retry, as the library's raw twins do.
 			if errors.Is(err, nats.ErrNoResponders) && attempt < 10 {
 				h.orderedRetries++
+				if err := sleepFor(ctx, time.Duration(attempt)*10*time.Millisecond); err != nil {
+					return 0, err
+				}
 				continue
 			}
 			return n, err
@@ -330,20 +333,40 @@ func (h *hydrateSet) orderedRead(ctx context.Context, consumers *[]string) (int,
 		return 0, err
 	}
 	*consumers = append(*consumers, c.CachedInfo().Name)
-	batch, err := c.Fetch(h.perThread, natsjs.FetchMaxWait(30*time.Second))
-	if err != nil {
-		return 0, err
-	}
 	recs := make([]rawRecord, 0, h.perThread)
-	for m := range batch.Messages() {
-		md, err := m.Metadata()
+	// A fetch may end early (a pull request lost while the consumer starts
+	// on another node, which the ordered consumer recovers from): fetch
+	// the rest, within a minute.
+	deadline := time.Now().Add(time.Minute)
+	for len(recs) < h.perThread && time.Now().Before(deadline) {
+		batch, err := c.Fetch(h.perThread-len(recs), natsjs.FetchMaxWait(5*time.Second))
 		if err != nil {
 			return 0, err
 		}
-		at, _ := time.Parse(time.RFC3339Nano, m.Headers().Get(jetstream.HeaderTime))
-		recs = append(recs, rawRecord{seq: md.Sequence.Stream, id: m.Headers().Get(jetstream.HeaderMsgID), typ: m.Headers().Get(jetstream.HeaderType), at: at, data: m.Data()})
+		for m := range batch.Messages() {
+			md, err := m.Metadata()
+			if err != nil {
+				return 0, err
+			}
+			at, _ := time.Parse(time.RFC3339Nano, m.Headers().Get(jetstream.HeaderTime))
+			recs = append(recs, rawRecord{seq: md.Sequence.Stream, id: m.Headers().Get(jetstream.HeaderMsgID), typ: m.Headers().Get(jetstream.HeaderType), at: at, data: m.Data()})
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, natsjs.ErrNoHeartbeat) {
+			return 0, err
+		}
 	}
-	return len(recs), batch.Error()
+	return len(recs), nil
+}
+
+func sleepFor(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }
 
 // floorRow stores the thread's payloads packed into messages of at most
