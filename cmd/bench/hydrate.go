@@ -73,13 +73,6 @@ type hydrateSet struct {
 	orderedRetries int // ordered consumer reads retried after "no responders"
 }
 
-// hydrateExtraRows add rows to the hydrate scenario. The cold tier and
-// snapshots add theirs here (LoadSince through the cold tier after an
-// archive, LoadSnapshot plus the events after it), as rowLibrary rows built
-// on the data set; every row is timed interleaved with the others and each
-// library row is compared with every peer.
-var hydrateExtraRows []func(ctx context.Context, h *hydrateSet) ([]hydrateRow, error)
-
 // hydrateSnapshotTail is how many events follow the snapshot in the
 // snapshot rows, and hydrateSnapshotBytes the snapshot's size.
 const (
@@ -123,13 +116,11 @@ func runHydrate(ctx context.Context, r *runner, t *target) (*outcome, error) {
 		return nil, err
 	}
 	rows = append(rows, pgRows...)
-	for _, extra := range hydrateExtraRows {
-		more, err := extra(ctx, h)
-		if err != nil {
-			return nil, err
-		}
-		rows = append(rows, more...)
+	more, err := h.variantRows(ctx)
+	if err != nil {
+		return nil, err
 	}
+	rows = append(rows, more...)
 
 	fb, err := h.fallback(ctx)
 	if err != nil {
