@@ -185,7 +185,7 @@ func runHydrate(ctx context.Context, r *runner, t *target) (*outcome, error) {
 	out.note("p50 ratios by repetition: %s", strings.Join(perRep, " | "))
 	out.note("%s", gcs.summary(rows))
 	out.note("ordered consumer reads retried after 'no responders': %d", h.orderedRetries)
-	out.note("raw paths trust every reply (no header verification, no read-your-writes check); the ordered consumer is created per read and deleted after the repetition, untimed")
+	out.note("raw paths trust every reply (no header verification, no read-your-writes check); the ordered consumer row creates a consumer per read and deletes them after the repetition, untimed; the 'deletion timed' row deletes its consumer within the read")
 	out.note("floors are not the same read: the thread's payloads packed into 512 KiB messages, and a %d KiB snapshot row plus the %d events after it", hydrateSnapshotBytes>>10, hydrateSnapshotTail)
 	out.note("%s", pgNote)
 	out.note("fallback: a thread of %d events among 100 written in turn in a stream with direct gets turned off, the path of a read whose replicas all lag; %d interleaved pairs per repetition",
@@ -313,7 +313,29 @@ func (h *hydrateSet) rawRows() []hydrateRow {
 		consumers = consumers[:0]
 		return nil
 	}}
-	return []hydrateRow{chain, getBatch, ordered}
+	// The same read leaving no server state behind: the consumer's
+	// deletion is timed too.
+	var last []string
+	orderedDeleted := hydrateRow{name: "raw ordered consumer, deletion timed", kind: rowRaw, read: func(ctx context.Context) (int, error) {
+		for attempt := 1; ; attempt++ {
+			last = last[:0]
+			n, err := h.orderedRead(ctx, &last)
+			for _, name := range last {
+				if derr := t.js.DeleteConsumer(ctx, h.stream, name); derr != nil && !errors.Is(derr, natsjs.ErrConsumerNotFound) && err == nil {
+					err = derr
+				}
+			}
+			if errors.Is(err, nats.ErrNoResponders) && attempt < 10 {
+				h.orderedRetries++
+				if err := sleepFor(ctx, time.Duration(attempt)*10*time.Millisecond); err != nil {
+					return 0, err
+				}
+				continue
+			}
+			return n, err
+		}
+	}}
+	return []hydrateRow{chain, getBatch, ordered, orderedDeleted}
 }
 
 // orderedRead reads the thread with an ordered consumer, recording its
