@@ -10,6 +10,7 @@ import (
 	"github.com/jetsession/jetsession/internal/testserver"
 	"github.com/jetsession/jetsession/jetstream"
 	"github.com/jetsession/jetsession/sessionlog"
+	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 )
 
@@ -156,5 +157,63 @@ func TestClusterLeaderFailoverLosesNoAcknowledgedEvent(t *testing.T) {
 	}
 	for _, a := range all {
 		require.Equal(t, a.last, ordinalOf[a.ids[len(a.ids)-1]], "Append returned the ordinal of its last event")
+	}
+}
+
+// TestReadsThroughTheLeaderWhenNoReplicaServesDirectGets turns direct gets
+// off, the path of a read whose replicas all stay behind: the read goes
+// through the stream leader without backing off again for every event, and
+// returns every event once, in order.
+func TestReadsThroughTheLeaderWhenNoReplicaServesDirectGets(t *testing.T) {
+	for _, replicas := range []int{1, 3} {
+		t.Run(fmt.Sprintf("R%d", replicas), func(t *testing.T) {
+			if replicas > 1 && testing.Short() {
+				t.Skip("cluster tests are not run with -short")
+			}
+			url := ""
+			if replicas == 1 {
+				url = testserver.Start(t).URL()
+			} else {
+				url = testserver.StartCluster(t, 3).URLs()
+			}
+			scheme := freshScheme()
+			nc := testserver.Connect(t, url)
+			log, err := jetstream.New(nc, jetstream.WithScheme(scheme), jetstream.WithReplicas(replicas))
+			require.NoError(t, err)
+			var want []uint64
+			for range 20 {
+				last, err := log.Append(ctx(t), key, events(5))
+				require.NoError(t, err)
+				want = append(want, last-4, last-3, last-2, last-1, last)
+			}
+			js, err := natsjs.New(nc)
+			require.NoError(t, err)
+			s, err := js.Stream(ctx(t), scheme.Stream(key.Tenant))
+			require.NoError(t, err)
+			cfg := s.CachedInfo().Config
+			cfg.AllowDirect = false
+			_, err = js.UpdateStream(ctx(t), cfg)
+			require.NoError(t, err)
+
+			// Count what the reads send: a subscriber to the direct get
+			// subject would answer them (by timing out), so count the
+			// connection's own messages.
+			sent := nc.Stats().OutMsgs
+			recs, err := log.LoadSince(ctx(t), key, 0)
+			require.NoError(t, err)
+			var got []uint64
+			for _, r := range recs {
+				got = append(got, r.Ordinal)
+			}
+			require.Equal(t, want, got)
+			recs, err = log.LoadSince(ctx(t), key, want[49])
+			require.NoError(t, err)
+			require.Len(t, recs, 50)
+			require.Equal(t, want[50], recs[0].Ordinal)
+			// 150 leader gets, and at most staleRetries direct gets a read
+			// then one every 32 events: far from a round of retries per event.
+			requests := nc.Stats().OutMsgs - sent
+			require.LessOrEqual(t, requests, uint64(150+2*(8+1+100/32+1)+4), "requests of two reads of 100 and 50 events")
+		})
 	}
 }

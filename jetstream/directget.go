@@ -62,9 +62,16 @@ func (l *Log) directGet(ctx context.Context, stream, filter string, req msgGetRe
 // directGetMulti is directGet that also reports, in upTo when it is not
 // nil, the sequence up to which the answering replica looked: for a
 // multi_last request without up_to_seq, its own last sequence.
+//
+// The request timeout bounds the wait for each reply, not the whole batch:
+// a batch of thousands of events spread over millions of tenant messages
+// may take the server longer than one request timeout to send, and stops
+// only when it stops making progress.
 func (l *Log) directGetMulti(ctx context.Context, stream, filter string, req msgGetRequest, each func(*served) error, upTo *uint64) (pending uint64, err error) {
-	ctx, cancel := l.withTimeout(ctx)
-	defer cancel()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	idle := time.AfterFunc(l.cfg.requestTimeout, func() { cancel(context.DeadlineExceeded) })
+	defer idle.Stop()
 	subject := l.apiSubject(apiDirectGet, stream)
 	ctx, check := l.guard(ctx, subject)
 	defer func() {
@@ -93,6 +100,10 @@ func (l *Log) directGetMulti(ctx context.Context, stream, filter string, req msg
 	var prev uint64 // the server chains replies: Nats-Last-Sequence is the previous one's sequence
 	for {
 		m, err := sub.NextMsgWithContext(ctx)
+		idle.Reset(l.cfg.requestTimeout)
+		if err != nil && context.Cause(ctx) == context.DeadlineExceeded && ctx.Err() != nil {
+			err = context.DeadlineExceeded // no reply within the request timeout
+		}
 		if errors.Is(err, nats.ErrNoResponders) {
 			return 0, errDirectUnavailable
 		}

@@ -36,11 +36,15 @@ type config struct {
 	memThreads []int
 	memEvents  int
 	catchup    int
-	jsonPath   string
-	cpuProfile string
-	format     string
-	smoke      bool
-	serverPIDs []int
+	// hydrateEvents is the hydrate scenario's thread length; hydrateSet
+	// says it was given, which --smoke does not shrink.
+	hydrateEvents int
+	hydrateSet    bool
+	jsonPath      string
+	cpuProfile    string
+	format        string
+	smoke         bool
+	serverPIDs    []int
 }
 
 // sizes are the default and --smoke sizes of the scenarios.
@@ -83,6 +87,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&memThreads, "memory-threads", "", "memory: comma-separated thread counts, one event each (default 1000,10000,100000)")
 	fs.IntVar(&c.memEvents, "memory-events", 0, fmt.Sprintf("memory: events over a few threads (default %d)", defaultSizes.memEvents))
 	fs.IntVar(&c.catchup, "catchup-events", 0, fmt.Sprintf("catchup: stored events to tail (default %d)", defaultSizes.catchup))
+	fs.IntVar(&c.hydrateEvents, "hydrate-events", 1000, "hydrate: events of the thread read, among 100 threads of as many (1000: a 100,000-event tenant; 10000: 1,000,000)")
 	fs.StringVar(&c.jsonPath, "json", "", "also write the results as JSON to this file")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the scenarios (and of in-process servers) to this file")
 	fs.StringVar(&c.format, "format", "text", "table format on stdout: text or markdown")
@@ -117,6 +122,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	if !set["memory-events"] {
 		c.memEvents = sz.memEvents
 	}
+	c.hydrateSet = set["hydrate-events"]
 	if !set["catchup-events"] {
 		c.catchup = sz.catchup
 	}
@@ -167,6 +173,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	positive("threads", c.threads, 1)
 	positive("memory-events", c.memEvents, 1)
 	positive("catchup-events", c.catchup, 1)
+	positive("hydrate-events", c.hydrateEvents, 1)
 	if c.payload > 512<<10 {
 		errs = append(errs, fmt.Errorf("--payload must be at most %d bytes, got %d", 512<<10, c.payload))
 	}

@@ -90,6 +90,9 @@ func TestSmokeRunsEveryScenario(t *testing.T) {
 		}
 		t.Errorf("%s has no %q metric", scenario, prefix)
 	}
+	has("hydrate", "hydrate 20, LoadSince(0) p50")
+	has("hydrate", "fallback: no replica serves direct gets")
+	checkHydrate(t, byName["hydrate"])
 	has("scale", "append over 5 tenants p99")
 	has("scale", "disk per event")
 	has("scale", "server RSS per empty tenant stream")
@@ -98,13 +101,31 @@ func TestSmokeRunsEveryScenario(t *testing.T) {
 	has("memory", "server RSS per 1,000,000 events, IDs out of the duplicate window")
 }
 
+// checkHydrate checks that the hydrate scenario compared the library with
+// the fastest raw path and with PostgreSQL, or said why PostgreSQL was
+// skipped (never outside CI: there a missing PostgreSQL fails the run).
+func checkHydrate(t *testing.T, res result) {
+	t.Helper()
+	twins := map[string]bool{}
+	for _, m := range res.Metrics {
+		twins[m.Twin] = true
+	}
+	require.True(t, twins["fastest raw path"] && twins["raw direct-get chain"] && twins["raw ordered consumer"], "hydrate twins: %v", twins)
+	notes := strings.Join(res.Notes, "; ")
+	if !twins["PostgreSQL SELECT"] {
+		require.Contains(t, notes, "PostgreSQL peer SKIPPED", "hydrate has neither PostgreSQL rows nor a reason")
+		require.Empty(t, os.Getenv("CI"), "PostgreSQL skipped in CI")
+	}
+}
+
 func TestSmokeOnAClusterInProcessAndInChildren(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts two 3-node clusters")
 	}
-	names := []string{"append1", "append10", "load1000", "tail", "archive", "scale"}
+	names := []string{"append1", "append10", "load1000", "hydrate", "tail", "archive", "scale"}
 	rep, stdout, stderr := runBench(t, "--smoke", "--cluster", "--reps", "1", "--scenarios", strings.Join(names, ","))
 	checkReport(t, rep, stdout, stderr, names)
+	checkHydrate(t, rep.Scenarios[3])
 	require.Equal(t, 3, rep.Replicas)
 	require.Contains(t, rep.Server, "3-node cluster")
 }

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jetsession/jetsession/internal/pgtest"
 	"github.com/jetsession/jetsession/jetstream"
 	"github.com/jetsession/jetsession/subjects"
 	"github.com/nats-io/nats-server/v2/server"
@@ -54,6 +55,24 @@ type runner struct {
 	tmp    string // temporary folder of the run's servers
 
 	current *scenario
+
+	// The run's PostgreSQL, started by the first scenario that needs it.
+	pg      *pgtest.Server
+	pgErr   error
+	pgTried bool
+	// cleanups run at the end of the run, last first.
+	cleanups []func()
+}
+
+func (r *runner) close() {
+	for i := len(r.cleanups) - 1; i >= 0; i-- {
+		r.cleanups[i]()
+	}
+	r.cleanups = nil
+	if r.pg != nil {
+		r.pg.Stop()
+		r.pg = nil
+	}
 }
 
 // pairs is the number of interleaved pairs per repetition of the running
@@ -112,6 +131,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer os.RemoveAll(r.tmp)
+	defer r.close()
 
 	rep := report{
 		Started: started.UTC(), Args: args, Go: runtime.Version(), OS: runtime.GOOS + "/" + runtime.GOARCH,

@@ -28,6 +28,8 @@ var allScenarios = []*scenario{
 		iters: 20, smokeIters: 3, byDefault: true, run: loadScenario("load1000", 1000, 100, 100, 10)},
 	{name: "load10000", about: "LoadSince of a 10,000-event thread among 100 interleaved threads (1M events) vs raw GetBatch",
 		iters: 8, smokeIters: 2, byDefault: true, run: loadScenario("load10000", 10000, 100, 200, 10)},
+	{name: "hydrate", about: "LoadSince(0) of a --hydrate-events thread among 100 interleaved threads vs every raw read path (direct-get chain, GetBatch, ordered consumer), PostgreSQL, and floors (packed 512 KB messages, PostgreSQL snapshot + 10 rows): p50, p99",
+		iters: 20, smokeIters: 1, byDefault: true, run: runHydrate},
 	{name: "tail", about: "append start -> arrival at a live Log.Tail vs publish -> raw ordered consumer (Messages): p50, p99",
 		iters: 2000, smokeIters: 20, byDefault: true, run: runTail},
 	{name: "catchup", about: "TailTenant from 0 over stored events (--catchup-events) vs a raw ordered consumer on the tenant: time, events/s",

@@ -115,6 +115,32 @@ func StopShared() {
 	}
 }
 
+// Server is a throwaway cluster run by a program that is not a test (a
+// benchmark command), which handles a missing installation itself.
+type Server struct{ c *cluster }
+
+// Run starts a fresh cluster like Start, outside a test. An error for which
+// Missing reports true means PostgreSQL is not installed here. The caller
+// must call Stop, which removes the cluster's files.
+func Run() (*Server, error) {
+	c, err := startCluster()
+	if err != nil {
+		return nil, err
+	}
+	return &Server{c: c}, nil
+}
+
+// DSN is the superuser's DSN on the "postgres" database, as Start returns.
+func (s *Server) DSN() string { return s.c.dsn("postgres") }
+
+// Stop stops the server and removes its files.
+func (s *Server) Stop() { s.c.stop() }
+
+// Missing reports whether err (from Run) means that PostgreSQL is not
+// installed: initdb and pg_ctl were not found, or running as root there is
+// no OS user to run them as.
+func Missing(err error) bool { return errors.Is(err, errMissing) }
+
 func fail(t testing.TB, err error) {
 	t.Helper()
 	if !errors.Is(err, errMissing) {
