@@ -253,8 +253,8 @@ func WithSystemLog(sys *Log) Option {
 // its segments too, and archived events expire by their TTL and the
 // maximum age (WithMaxAge) like hot ones. Without a cold store,
 // ArchiveBefore drops the events. Package coldstore/jsstore keeps the
-// segments in JetStream object stores, with no infrastructure beyond
-// NATS.
+// segments in JetStream (a segment stream per tenant), with no
+// infrastructure beyond NATS.
 func WithColdStore(store sessionlog.ColdStore) Option {
 	return func(c *config) error {
 		if store == nil {
