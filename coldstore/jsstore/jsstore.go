@@ -156,15 +156,28 @@ func (s *Store) Put(ctx context.Context, tenant, name string, data []byte) error
 	}
 	created := false
 	for attempt := 0; ; attempt++ {
-		_, err := s.js.Publish(ctx, subj, data, natsjs.WithExpectStream(s.stream(tenant)))
+		actx, cancel := context.WithTimeout(ctx, requestTimeout)
+		_, err := s.js.Publish(actx, subj, data, natsjs.WithExpectStream(s.stream(tenant)))
+		cancel()
 		switch {
 		case err == nil:
 			return nil
 		case ctx.Err() != nil:
 			return ctx.Err()
+		case transient(err) && !errors.Is(err, nats.ErrNoResponders) && !errors.Is(err, natsjs.ErrNoStreamResponse):
+			// No answer: a Put replaces the object, so sending it again
+			// is safe.
+			if err := sleep(ctx, 50*time.Millisecond); err != nil {
+				return err
+			}
+			continue
 		case errors.Is(err, natsjs.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders):
 			if !created {
-				if _, cerr := s.js.CreateStream(ctx, s.config(tenant)); cerr != nil && !errors.Is(cerr, natsjs.ErrStreamNameAlreadyInUse) {
+				cerr := s.retry(ctx, func(ctx context.Context) error {
+					_, err := s.js.CreateStream(ctx, s.config(tenant))
+					return err
+				})
+				if cerr != nil && !errors.Is(cerr, natsjs.ErrStreamNameAlreadyInUse) {
 					return fmt.Errorf("jsstore: creating the segment stream of tenant %q: %w", tenant, cerr)
 				}
 				created = true
@@ -189,17 +202,25 @@ func (s *Store) Get(ctx context.Context, tenant, name string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := s.js.Stream(ctx, s.stream(tenant))
+	var m *natsjs.RawStreamMsg
+	errDirect := errors.New("direct")
+	err = s.retry(ctx, func(ctx context.Context) error {
+		st, err := s.js.Stream(ctx, s.stream(tenant))
+		if err != nil {
+			return err
+		}
+		if st.CachedInfo().Config.AllowDirect {
+			return errDirect
+		}
+		m, err = st.GetLastMsgForSubject(ctx, subj)
+		return err
+	})
+	if errors.Is(err, errDirect) {
+		return nil, fmt.Errorf("jsstore: stream %s serves direct gets, which may be stale; it was not made by this package", s.stream(tenant))
+	}
 	if errors.Is(err, natsjs.ErrStreamNotFound) {
 		return nil, fmt.Errorf("jsstore: %q of tenant %q: %w", name, tenant, sessionlog.ErrNotFound)
 	}
-	if err != nil {
-		return nil, fmt.Errorf("jsstore: reading %q of tenant %q: %w", name, tenant, err)
-	}
-	if st.CachedInfo().Config.AllowDirect {
-		return nil, fmt.Errorf("jsstore: stream %s serves direct gets, which may be stale; it was not made by this package", s.stream(tenant))
-	}
-	m, err := st.GetLastMsgForSubject(ctx, subj)
 	if errors.Is(err, natsjs.ErrMsgNotFound) {
 		return nil, fmt.Errorf("jsstore: %q of tenant %q: %w", name, tenant, sessionlog.ErrNotFound)
 	}
@@ -225,15 +246,15 @@ func (s *Store) List(ctx context.Context, tenant, prefix string) iter.Seq2[strin
 			}
 			filter = whole + ".>"
 		}
-		st, err := s.js.Stream(ctx, s.stream(tenant))
-		if errors.Is(err, natsjs.ErrStreamNotFound) {
-			return
-		}
-		if err != nil {
-			yield("", fmt.Errorf("jsstore: listing tenant %q: %w", tenant, err))
-			return
-		}
-		info, err := st.Info(ctx, natsjs.WithSubjectFilter(filter))
+		var info *natsjs.StreamInfo
+		err := s.retry(ctx, func(ctx context.Context) error {
+			st, err := s.js.Stream(ctx, s.stream(tenant))
+			if err != nil {
+				return err
+			}
+			info, err = st.Info(ctx, natsjs.WithSubjectFilter(filter))
+			return err
+		})
 		if errors.Is(err, natsjs.ErrStreamNotFound) {
 			return
 		}
@@ -265,13 +286,13 @@ func (s *Store) Delete(ctx context.Context, tenant, name string) error {
 	if err != nil {
 		return err
 	}
-	st, err := s.js.Stream(ctx, s.stream(tenant))
-	if errors.Is(err, natsjs.ErrStreamNotFound) {
-		return nil
-	}
-	if err == nil {
-		err = st.Purge(ctx, natsjs.WithPurgeSubject(subj))
-	}
+	err = s.retry(ctx, func(ctx context.Context) error {
+		st, err := s.js.Stream(ctx, s.stream(tenant))
+		if err != nil {
+			return err
+		}
+		return st.Purge(ctx, natsjs.WithPurgeSubject(subj))
+	})
 	if err != nil && !errors.Is(err, natsjs.ErrStreamNotFound) {
 		return fmt.Errorf("jsstore: deleting %q of tenant %q: %w", name, tenant, err)
 	}
@@ -281,11 +302,45 @@ func (s *Store) Delete(ctx context.Context, tenant, name string) error {
 // DeleteTenant implements sessionlog.ColdStore by deleting the tenant's
 // segment stream.
 func (s *Store) DeleteTenant(ctx context.Context, tenant string) error {
-	err := s.js.DeleteStream(ctx, s.stream(tenant))
+	err := s.retry(ctx, func(ctx context.Context) error { return s.js.DeleteStream(ctx, s.stream(tenant)) })
 	if err != nil && !errors.Is(err, natsjs.ErrStreamNotFound) {
 		return fmt.Errorf("jsstore: deleting the segment stream of tenant %q: %w", tenant, err)
 	}
 	return nil
+}
+
+// requestTimeout bounds one JetStream API request: one nobody answers (a
+// stream being placed, a busy server) is asked again while the caller's
+// context lasts, rather than waiting all of it out.
+const requestTimeout = 5 * time.Second
+
+// retry runs op, each attempt within requestTimeout, again after transient
+// failures until ctx ends. Every op here is idempotent.
+func (s *Store) retry(ctx context.Context, op func(ctx context.Context) error) error {
+	wait := 20 * time.Millisecond
+	for {
+		actx, cancel := context.WithTimeout(ctx, requestTimeout)
+		err := op(actx)
+		cancel()
+		if err == nil || ctx.Err() != nil || !transient(err) {
+			return err
+		}
+		if serr := sleep(ctx, wait); serr != nil {
+			return err
+		}
+		wait = min(2*wait, time.Second)
+	}
+}
+
+// transient reports failures worth asking again: no answer in time, nobody
+// listening yet, JetStream briefly unavailable, a connection coming back.
+func transient(err error) bool {
+	var apiErr *natsjs.APIError
+	if errors.As(err, &apiErr) && apiErr.Code == 503 {
+		return true
+	}
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, natsjs.ErrNoStreamResponse) || errors.Is(err, nats.ErrDisconnected) || errors.Is(err, nats.ErrConnectionReconnecting)
 }
 
 func keep(c byte) bool {
