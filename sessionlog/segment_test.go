@@ -307,3 +307,29 @@ func TestAnUnreadableSegmentIsReportedAndSteppedOver(t *testing.T) {
 	require.Equal(t, ords, got[:2])
 	require.Greater(t, got[2], ords[1])
 }
+
+// TestAReadThroughManySegmentsMayStopAnywhere: segments are fetched ahead
+// of the reader; a reader that stops early, after any number of records,
+// ends the fetching and returns, and a later read sees every record.
+func TestAReadThroughManySegmentsMayStopAnywhere(t *testing.T) {
+	store := newListStore()
+	m := NewMemory(WithMemoryColdStore(store))
+	m.cold = NewColdTier(store, ColdTierOptions{SegmentBytes: 1000})
+	appendN(t, m, 50)
+	want := loadThrough(t, m)
+	_, err := m.ArchiveBefore(context.Background(), tk, want[39])
+	require.NoError(t, err)
+	require.Greater(t, len(store.names("acme")), segmentLookahead+1, "more segments than are fetched ahead")
+	for stopAt := range len(want) {
+		var got []uint64
+		for rec, err := range m.Scan(context.Background(), tk, 0, IncludeArchived()) {
+			require.NoError(t, err)
+			got = append(got, rec.Ordinal)
+			if len(got) == stopAt+1 {
+				break
+			}
+		}
+		require.Equal(t, want[:stopAt+1], got)
+	}
+	require.Equal(t, want, loadThrough(t, m))
+}

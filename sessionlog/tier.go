@@ -229,6 +229,54 @@ func (t *ColdTier) readSegment(ctx context.Context, key ThreadKey, s segmentName
 	return recs, nil
 }
 
+// segmentLookahead is how many segments a read through fetches ahead of
+// the one it decodes: the store's round trips overlap instead of adding
+// up, and at most this many segments wait in memory.
+const segmentLookahead = 3
+
+// prefetch reads segs in the background, at most segmentLookahead ahead
+// of the caller, and returns fetched(i), which waits for segs[i] (callers
+// take them in order), and stop, which ends the fetching and waits for it.
+func (t *ColdTier) prefetch(ctx context.Context, key ThreadKey, segs []segmentName) (fetched func(i int) ([]ColdRecord, error), stop func()) {
+	type result struct {
+		recs []ColdRecord
+		err  error
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	results := make([]chan result, len(segs))
+	for i := range results {
+		results[i] = make(chan result, 1)
+	}
+	ahead := make(chan struct{}, segmentLookahead)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i, s := range segs {
+			select {
+			case ahead <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			recs, err := t.readSegment(ctx, key, s)
+			results[i] <- result{recs, err}
+		}
+	}()
+	fetched = func(i int) ([]ColdRecord, error) {
+		select {
+		case r := <-results[i]:
+			<-ahead
+			return r.recs, r.err
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	stop = func() {
+		cancel()
+		<-done
+	}
+	return fetched, stop
+}
+
 // readBuffer is how many hot records a read through the tier holds before
 // it checks that no archive ran meanwhile.
 const readBuffer = 1024
@@ -258,11 +306,14 @@ func (t *ColdTier) Read(ctx context.Context, key ThreadKey, cursor uint64, hot f
 				yield(Record{}, err)
 				return false
 			}
-			for _, s := range segs {
+			segs = slices.DeleteFunc(segs, func(s segmentName) bool { return s.last <= pos })
+			fetched, stop := t.prefetch(ctx, key, segs)
+			defer stop()
+			for i, s := range segs {
+				recs, err := fetched(i) // taken even when skipped: it frees its place ahead
 				if s.last <= pos {
 					continue
 				}
-				recs, err := t.readSegment(ctx, key, s)
 				var ce *CorruptEventError
 				switch {
 				case errors.As(err, &ce):
