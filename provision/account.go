@@ -226,10 +226,10 @@ func (p *Provisioner) checkJetStream(ctx context.Context, js natsjs.JetStream, r
 		info, err := js.AccountInfo(actx)
 		cancel()
 		switch {
-		case err == nil && info.Limits.MaxStore == rec.Limits.StorageBytes:
+		case err == nil && info.Limits.MaxStore == rec.Limits.AccountStorage():
 			return nil
 		case err == nil:
-			err = fmt.Errorf("its storage limit is %d bytes, not %d", info.Limits.MaxStore, rec.Limits.StorageBytes)
+			err = fmt.Errorf("its storage limit is %d bytes, not %d", info.Limits.MaxStore, rec.Limits.AccountStorage())
 		case !errors.Is(err, natsjs.ErrJetStreamNotEnabledForAccount) && !errors.Is(err, natsjs.ErrJetStreamNotEnabled):
 			return fmt.Errorf("provision: asking the account of tenant %q for its JetStream: %w", rec.Tenant, err)
 		}

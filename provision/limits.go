@@ -36,6 +36,19 @@ type Limits struct {
 	PayloadBytes int64 `json:"payload_bytes"`
 }
 
+// SnapshotBytes is the room the account keeps beside StorageBytes for the
+// tenant's snapshot stream (sessionlog.Snapshotter): a sixteenth of the
+// storage, at least 1 MiB (two of the largest snapshots) and at most
+// 64 MiB. A full snapshot stream refuses saves; it never drops another
+// thread's snapshot.
+func (l Limits) SnapshotBytes() int64 {
+	return max(1<<20, min(l.StorageBytes/16, 64<<20))
+}
+
+// AccountStorage is the account's JetStream disk storage: the tenant's
+// stream quota plus its snapshot stream's.
+func (l Limits) AccountStorage() int64 { return l.StorageBytes + l.SnapshotBytes() }
+
 // ServiceConnections is how many connections a tenant's account allows
 // beyond Limits.Connections: the bridge's and the provisioner's.
 const ServiceConnections = 2
@@ -78,10 +91,10 @@ func (l Limits) Validate() error {
 // off: tenant streams are on disk, and tails' consumers do not count.
 func (l Limits) apply(ac *jwt.AccountClaims) {
 	ac.Limits.JetStreamLimits = jwt.JetStreamLimits{
-		DiskStorage:   l.StorageBytes,
+		DiskStorage:   l.AccountStorage(),
 		MemoryStorage: 0,
-		// The tenant's stream only.
-		Streams:  1,
+		// The tenant's stream and its snapshot stream.
+		Streams:  2,
 		Consumer: l.Consumers,
 		// Every stream must state its size: a stream created by
 		// anything but the provisioner cannot escape the quota either.

@@ -2,6 +2,7 @@ package provision_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"github.com/jetsession/jetsession/jetstream"
 	"github.com/jetsession/jetsession/provision"
 	"github.com/jetsession/jetsession/sessionlog"
+	"github.com/jetsession/jetsession/subjects"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
@@ -59,13 +61,40 @@ func TestTenantLifecycle(t *testing.T) {
 
 	creds, err := p.Creds(ctx, "acme", provision.RoleAgent, provision.CredsOptions{Name: "agent-1"})
 	require.NoError(t, err)
-	_, agent := agentLog(t, env, creds, "")
+	agentConn, agent := agentLog(t, env, creds, "")
 	key := sessionlog.ThreadKey{Tenant: "acme", Thread: "t1"}
 	last, err := agent.Append(ctx, key, events("one", "two"))
 	require.NoError(t, err)
 	recs, err := agent.LoadSince(ctx, key, 0)
 	require.NoError(t, err)
 	require.Len(t, recs, 2)
+
+	// Snapshots: agents may not create streams; the provisioner made the
+	// snapshot stream, with its share of the account's storage.
+	require.NoError(t, agent.SaveSnapshot(ctx, key, last, []byte("state")))
+	snap, err := agent.LoadSnapshot(ctx, key)
+	require.NoError(t, err)
+	require.Equal(t, last, snap.Ordinal)
+	snapQuota := func() int64 {
+		t.Helper()
+		msg, err := agentConn.Request("$JS.API.STREAM.INFO."+subjects.Default().SnapshotStream("acme"), nil, 5*time.Second)
+		require.NoError(t, err)
+		var info struct {
+			Config struct {
+				MaxBytes int64  `json:"max_bytes"`
+				Discard  string `json:"discard"`
+			} `json:"config"`
+		}
+		require.NoError(t, json.Unmarshal(msg.Data, &info), "%s", msg.Data)
+		require.Equal(t, "new", info.Config.Discard, "a full snapshot stream refuses saves, it drops no other snapshot")
+		return info.Config.MaxBytes
+	}
+	require.Equal(t, provision.DefaultLimits().SnapshotBytes(), snapQuota())
+	bigger := provision.DefaultLimits()
+	bigger.StorageBytes *= 2
+	_, err = p.SetLimits(ctx, "acme", bigger)
+	require.NoError(t, err)
+	require.Equal(t, bigger.SnapshotBytes(), snapQuota())
 
 	// Suspended: the agent's connection is closed and it cannot come back.
 	_, err = p.Suspend(ctx, "acme")
@@ -93,6 +122,8 @@ func TestTenantLifecycle(t *testing.T) {
 	next, err := agent2.Append(ctx, key, events("again"))
 	require.NoError(t, err)
 	require.Greater(t, next, last+1)
+	_, err = agent2.LoadSnapshot(ctx, key)
+	require.ErrorIs(t, err, sessionlog.ErrNoSnapshot, "the tenant's former snapshots went with it")
 }
 
 func TestLimitsAreCheckedBeforeAnythingChanges(t *testing.T) {

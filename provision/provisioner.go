@@ -207,7 +207,7 @@ func (p *Provisioner) Create(ctx context.Context, tenant string, limits Limits) 
 		if err := log.EnsureTenant(ctx, tenant); err != nil {
 			return fmt.Errorf("provision: creating the stream of tenant %q: %w", tenant, err)
 		}
-		return nil
+		return ensureSnapshotStream(ctx, log, js, tenant, limits)
 	})
 	if err != nil {
 		return rec, err
@@ -220,6 +220,26 @@ func (p *Provisioner) Create(ctx context.Context, tenant string, limits Limits) 
 		return rec, err
 	}
 	return rec, nil
+}
+
+// ensureSnapshotStream creates the tenant's snapshot stream if it is
+// missing. Agents may not create streams, so the provisioner makes it,
+// with its share of the account's storage.
+func ensureSnapshotStream(ctx context.Context, log *jetstream.Log, js natsjs.JetStream, tenant string, limits Limits) error {
+	if _, err := js.CreateStream(ctx, snapshotStreamConfig(log, tenant, limits)); err != nil && !errors.Is(err, natsjs.ErrStreamNameAlreadyInUse) {
+		return fmt.Errorf("provision: creating the snapshot stream of tenant %q: %w", tenant, err)
+	}
+	return nil
+}
+
+// snapshotStreamConfig is the tenant's snapshot stream in its account: the
+// library's configuration with the account's share for snapshots as its
+// quota, refusing saves when full rather than dropping other threads'.
+func snapshotStreamConfig(log *jetstream.Log, tenant string, limits Limits) natsjs.StreamConfig {
+	cfg := log.SnapshotStreamConfig(tenant)
+	cfg.MaxBytes = limits.SnapshotBytes()
+	cfg.Discard = natsjs.DiscardNew
+	return cfg
 }
 
 // SetLimits changes a live tenant's limits at once: the account's, and,
@@ -241,6 +261,8 @@ func (p *Provisioner) SetLimits(ctx context.Context, tenant string, limits Limit
 		return rec, err
 	}
 	if limits.StorageBytes == old.StorageBytes {
+		// No connection to the account: one whose connections are full
+		// (what a lowered connection limit is for) still takes the rest.
 		return rec, p.pushAccount(ctx, rec)
 	}
 	quota := func(js natsjs.JetStream) error {
@@ -252,6 +274,18 @@ func (p *Provisioner) SetLimits(ctx context.Context, tenant string, limits Limit
 		cfg.MaxBytes = limits.StorageBytes
 		if _, err := js.UpdateStream(ctx, cfg); err != nil {
 			return fmt.Errorf("provision: setting the quota of tenant %q: %w", tenant, err)
+		}
+		snap, err := js.Stream(ctx, p.cfg.Scheme.SnapshotStream(tenant))
+		if errors.Is(err, natsjs.ErrStreamNotFound) {
+			return nil // a tenant created before snapshots: made below
+		}
+		if err != nil {
+			return fmt.Errorf("provision: looking up the snapshot stream of tenant %q: %w", tenant, err)
+		}
+		scfg := snap.CachedInfo().Config
+		scfg.MaxBytes = limits.SnapshotBytes()
+		if _, err := js.UpdateStream(ctx, scfg); err != nil {
+			return fmt.Errorf("provision: setting the snapshot quota of tenant %q: %w", tenant, err)
 		}
 		return nil
 	}
@@ -266,14 +300,16 @@ func (p *Provisioner) SetLimits(ctx context.Context, tenant string, limits Limit
 	if err := p.pushAccount(ctx, rec); err != nil {
 		return rec, err
 	}
-	err = p.withTenant(ctx, rec, func(_ *jetstream.Log, js natsjs.JetStream) error {
+	err = p.withTenant(ctx, rec, func(log *jetstream.Log, js natsjs.JetStream) error {
 		if err := p.checkJetStream(ctx, js, rec); err != nil {
 			return err
 		}
 		if !lower {
-			return quota(js)
+			if err := quota(js); err != nil {
+				return err
+			}
 		}
-		return nil
+		return ensureSnapshotStream(ctx, log, js, tenant, limits)
 	})
 	return rec, err
 }

@@ -28,9 +28,8 @@ const (
 	RoleReader Role = "reader"
 	// RoleProvisioner creates, updates and deletes the tenant's stream
 	// and reads no event (EnsureTenant, DeleteTenant, Tenant). It may
-	// also create and delete the tenant's snapshot stream
-	// (EnsureSnapshots), though the account's limits (one stream) leave
-	// no room for one yet, so Provisioner.Create makes none. The
+	// also create and delete the tenant's snapshot stream, which
+	// Provisioner.Create makes beside the event stream. The
 	// provisioner issues itself a short-lived user of this role for each
 	// change. Connects with inbox prefix ProvisionerInbox.
 	RoleProvisioner Role = "provisioner"
@@ -122,8 +121,10 @@ func (r Role) Permissions(scheme subjects.Scheme, tenant string) jwt.Permissions
 			// filter it lists thread names, never events.
 			api + ".STREAM.INFO." + stream,
 			api + ".STREAM.DELETE." + stream,
-			// The snapshot stream (EnsureSnapshots, DeleteTenant).
+			// The snapshot stream (created with the tenant, its quota
+			// changed with the storage limit, deleted with the tenant).
 			api + ".STREAM.CREATE." + snapStream,
+			api + ".STREAM.UPDATE." + snapStream,
 			api + ".STREAM.INFO." + snapStream,
 			api + ".STREAM.DELETE." + snapStream,
 		}
