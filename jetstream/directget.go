@@ -171,10 +171,27 @@ func serverStatus(m *nats.Msg) (string, bool) {
 	return vs[0], rawHeaderLen(m) == want
 }
 
-// serverMessage verifies a message reply (see above) and returns what the
-// server says of it. filter is the subject, or a filter ending in ".*" or
-// ".>", that the request asked for.
+// serverMessage verifies a message reply of a batch (see above), chained
+// to the previous reply's sequence prev, and returns what the server says
+// of it. filter is the subject, or a filter ending in ".*" or ".>", that
+// the request asked for.
 func serverMessage(m *nats.Msg, stream, filter string, prev uint64) (*served, bool) {
+	sm, ok := serverReply(m, stream, filter)
+	if !ok || sm.seq <= prev {
+		return nil, false
+	}
+	if lseq, ok := lastUint(sm.header, headerLastSequence); !ok || lseq != prev {
+		return nil, false
+	}
+	sm.serverKeys = directServerKeys
+	return sm, true
+}
+
+// serverReply makes the checks of a message reply that do not depend on a
+// batch: the header block is no longer than its parsed lines (nothing
+// hidden), and the server's stream, subject (within filter), sequence and
+// time are its last values. The reply's serverKeys name those four.
+func serverReply(m *nats.Msg, stream, filter string) (*served, bool) {
 	h := m.Header
 	if h == nil {
 		return nil, false
@@ -198,10 +215,7 @@ func serverMessage(m *nats.Msg, stream, filter string, prev uint64) (*served, bo
 		return nil, false
 	}
 	seq, ok := lastUint(h, headerSequence)
-	if !ok || seq <= prev {
-		return nil, false
-	}
-	if lseq, ok := lastUint(h, headerLastSequence); !ok || lseq != prev {
+	if !ok || seq == 0 {
 		return nil, false
 	}
 	ts, ok := last(h, headerTimeStamp)
@@ -212,11 +226,13 @@ func serverMessage(m *nats.Msg, stream, filter string, prev uint64) (*served, bo
 	if err != nil {
 		return nil, false
 	}
-	return &served{seq: seq, subject: subject, time: at, header: h, data: m.Data,
-		serverKeys: directServerKeys}, true
+	return &served{seq: seq, subject: subject, time: at, header: h, data: m.Data, serverKeys: replyServerKeys}, true
 }
 
-var directServerKeys = []string{headerStream, headerSubject, headerSequence, headerTimeStamp, headerNumPending, headerLastSequence}
+var (
+	replyServerKeys  = []string{headerStream, headerSubject, headerSequence, headerTimeStamp}
+	directServerKeys = []string{headerStream, headerSubject, headerSequence, headerTimeStamp, headerNumPending, headerLastSequence}
+)
 
 // rawHeaderLen is the length of m's header block as received: the client
 // counts the whole payload in Size.

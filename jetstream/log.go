@@ -126,9 +126,9 @@ func (l *Log) Scheme() subjects.Scheme { return l.cfg.scheme }
 // Limits returns the event and batch limits the Log enforces.
 func (l *Log) Limits() sessionlog.Limits { return l.cfg.limits }
 
-// StreamConfig returns the configuration of the stream the Log creates for
-// tenant. Provisioning tools can create it ahead of time with it.
-func (l *Log) StreamConfig(tenant string) natsjs.StreamConfig {
+// streamStorage is the storage and compression of the streams the Log
+// creates (tenant and snapshot streams alike).
+func (l *Log) streamStorage() (natsjs.StorageType, natsjs.StoreCompression) {
 	storage := natsjs.FileStorage
 	if l.cfg.storage == MemoryStorage {
 		storage = natsjs.MemoryStorage
@@ -137,6 +137,13 @@ func (l *Log) StreamConfig(tenant string) natsjs.StreamConfig {
 	if l.cfg.compression {
 		compression = natsjs.S2Compression
 	}
+	return storage, compression
+}
+
+// StreamConfig returns the configuration of the stream the Log creates for
+// tenant. Provisioning tools can create it ahead of time with it.
+func (l *Log) StreamConfig(tenant string) natsjs.StreamConfig {
+	storage, compression := l.streamStorage()
 	return natsjs.StreamConfig{
 		Name:        l.cfg.scheme.Stream(tenant),
 		Description: "jetsession tenant " + tenant,

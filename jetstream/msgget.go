@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"time"
 	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
@@ -335,8 +334,8 @@ func (p *jsonScan) skip() error {
 
 // directGetLast reads the last message on subject with one direct get
 // (last_by_subj) and returns it only when the reply is provably the
-// server's: the checks of serverMessage but the batch's chain, which a
-// single reply does not carry. It returns nil, nil when no message
+// server's (serverReply: the checks of serverMessage but the batch's
+// chain, which a single reply does not carry). It returns nil, nil when no message
 // matches, errDirectUnavailable when nobody serves direct gets, and
 // errUnverified when the reply is not provably the server's.
 func (l *Log) directGetLast(ctx context.Context, stream, subject string) (*served, error) {
@@ -365,39 +364,9 @@ func (l *Log) directGetLast(ctx context.Context, stream, subject string) (*serve
 		}
 		return nil, errUnverified
 	}
-	h := m.Header
-	if h == nil {
-		return nil, errUnverified
-	}
-	values := 0
-	want := len("NATS/1.0\r\n") + 2
-	for k, vs := range h {
-		values += len(vs)
-		for _, v := range vs {
-			want += len(k) + 2 + len(v) + 2
-		}
-	}
-	if values > maxVerifiedHeaderValues || rawHeaderLen(m) > want {
-		return nil, errUnverified
-	}
-	if s, ok := last(h, headerStream); !ok || s != stream {
-		return nil, errUnverified
-	}
-	if s, ok := last(h, headerSubject); !ok || s != subject {
-		return nil, errUnverified
-	}
-	seq, ok := lastUint(h, headerSequence)
-	if !ok || seq == 0 {
-		return nil, errUnverified
-	}
-	ts, ok := last(h, headerTimeStamp)
+	sm, ok := serverReply(m, stream, subject)
 	if !ok {
 		return nil, errUnverified
 	}
-	at, err := time.Parse(time.RFC3339Nano, ts)
-	if err != nil {
-		return nil, errUnverified
-	}
-	return &served{seq: seq, subject: subject, time: at, header: h, data: m.Data,
-		serverKeys: []string{headerStream, headerSubject, headerSequence, headerTimeStamp}}, nil
+	return sm, nil
 }

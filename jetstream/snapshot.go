@@ -40,14 +40,7 @@ const snapshotHeaderRoom = 4 << 10
 // EnsureSnapshots, which also copies the tenant stream's replicas and
 // storage).
 func (l *Log) SnapshotStreamConfig(tenant string) natsjs.StreamConfig {
-	storage := natsjs.FileStorage
-	if l.cfg.storage == MemoryStorage {
-		storage = natsjs.MemoryStorage
-	}
-	compression := natsjs.NoCompression
-	if l.cfg.compression {
-		compression = natsjs.S2Compression
-	}
+	storage, compression := l.streamStorage()
 	return natsjs.StreamConfig{
 		Name:              l.cfg.scheme.SnapshotStream(tenant),
 		Description:       "jetsession snapshots of tenant " + strconv.Quote(tenant),

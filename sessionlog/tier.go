@@ -1,6 +1,7 @@
 package sessionlog
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -102,22 +103,9 @@ func (t *ColdTier) segments(ctx context.Context, key ThreadKey) ([]segmentName, 
 		}
 	}
 	slices.SortFunc(out, func(a, b segmentName) int {
-		if a.first != b.first {
-			return cmpUint(a.first, b.first)
-		}
-		return cmpUint(a.last, b.last)
+		return cmp.Or(cmp.Compare(a.first, b.first), cmp.Compare(a.last, b.last))
 	})
 	return out, nil
-}
-
-func cmpUint(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // expired reports whether a record stored at stored, expiring by TTL at

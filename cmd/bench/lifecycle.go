@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -132,23 +133,13 @@ func (t *target) rawThreads(ctx context.Context, tenant string, recent, ahead bo
 		}
 	}
 	if recent {
-		slices.SortFunc(all, func(a, b rawListing) int { return -cmpUint(a.last, b.last) })
+		slices.SortFunc(all, func(a, b rawListing) int { return cmp.Compare(b.last, a.last) })
 		for _, row := range all {
 			each(row)
 			n++
 		}
 	}
 	return n, nil
-}
-
-func cmpUint(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // libThreads lists a tenant's threads with Log.Threads and returns how
