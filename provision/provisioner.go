@@ -265,26 +265,32 @@ func (p *Provisioner) SetLimits(ctx context.Context, tenant string, limits Limit
 		// (what a lowered connection limit is for) still takes the rest.
 		return rec, p.pushAccount(ctx, rec)
 	}
-	quota := func(js natsjs.JetStream) error {
-		s, err := js.Stream(ctx, p.cfg.Scheme.Stream(tenant))
+	// setQuota sets one stream's quota; found is false when it does not
+	// exist.
+	setQuota := func(js natsjs.JetStream, stream string, bytes int64) (found bool, err error) {
+		s, err := js.Stream(ctx, stream)
+		if errors.Is(err, natsjs.ErrStreamNotFound) {
+			return false, nil
+		}
 		if err != nil {
-			return fmt.Errorf("provision: looking up the stream of tenant %q: %w", tenant, err)
+			return true, err
 		}
 		cfg := s.CachedInfo().Config
-		cfg.MaxBytes = limits.StorageBytes
-		if _, err := js.UpdateStream(ctx, cfg); err != nil {
-			return fmt.Errorf("provision: setting the quota of tenant %q: %w", tenant, err)
-		}
-		snap, err := js.Stream(ctx, p.cfg.Scheme.SnapshotStream(tenant))
-		if errors.Is(err, natsjs.ErrStreamNotFound) {
-			return nil // a tenant created before snapshots: made below
+		cfg.MaxBytes = bytes
+		_, err = js.UpdateStream(ctx, cfg)
+		return true, err
+	}
+	quota := func(js natsjs.JetStream) error {
+		found, err := setQuota(js, p.cfg.Scheme.Stream(tenant), limits.StorageBytes)
+		if err == nil && !found {
+			err = natsjs.ErrStreamNotFound
 		}
 		if err != nil {
-			return fmt.Errorf("provision: looking up the snapshot stream of tenant %q: %w", tenant, err)
+			return fmt.Errorf("provision: setting the quota of tenant %q: %w", tenant, err)
 		}
-		scfg := snap.CachedInfo().Config
-		scfg.MaxBytes = limits.SnapshotBytes()
-		if _, err := js.UpdateStream(ctx, scfg); err != nil {
+		// A tenant created before snapshots has no snapshot stream: it is
+		// made below.
+		if _, err := setQuota(js, p.cfg.Scheme.SnapshotStream(tenant), limits.SnapshotBytes()); err != nil {
 			return fmt.Errorf("provision: setting the snapshot quota of tenant %q: %w", tenant, err)
 		}
 		return nil
