@@ -220,6 +220,31 @@ func (l *Log) purge(ctx context.Context, stream, subject string, before uint64) 
 // publish sends one message and waits for its acknowledgement. It is the
 // hot path of Append, so it is not guarded (a guard costs about 1.5 us, 8% of
 // a publish): a refused publish is recognised when it times out.
+// publishToStream publishes msg, a message of stream. A stream just
+// created, or between leaders, is not served on every node at once: while
+// it exists and nobody answers, the message (which nothing stored) is sent
+// again, a few times with a quick backoff. It returns nats.ErrNoResponders
+// when the stream does not exist.
+func (l *Log) publishToStream(ctx context.Context, stream string, msg *nats.Msg) (*pubAck, error) {
+	backoff := newBackoff()
+	for attempt := 1; ; attempt++ {
+		ack, err := l.publish(ctx, msg)
+		if !errors.Is(err, nats.ErrNoResponders) {
+			return ack, err
+		}
+		if _, exists, serr := l.quickStreamState(ctx, stream); serr == nil && !exists {
+			return nil, err
+		}
+		if attempt == publishAttempts || backoff.wait(ctx) != nil {
+			return nil, err
+		}
+	}
+}
+
+// publishAttempts bounds publishToStream's attempts (with newBackoff,
+// about a second in all).
+const publishAttempts = 15
+
 func (l *Log) publish(ctx context.Context, msg *nats.Msg) (*pubAck, error) {
 	ctx, cancel := l.withTimeout(ctx)
 	defer cancel()

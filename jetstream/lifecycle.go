@@ -457,7 +457,7 @@ func (l *Log) deleteHotThread(ctx context.Context, key sessionlog.ThreadKey) (in
 		return 0, err
 	}
 	body, _ := json.Marshal(deletionRecord{Thread: key.Thread})
-	ack, err := l.publish(ctx, &nats.Msg{Subject: l.cfg.scheme.DeletionSubject(key.Tenant), Data: body})
+	ack, err := l.publishToStream(ctx, stream, &nats.Msg{Subject: l.cfg.scheme.DeletionSubject(key.Tenant), Data: body})
 	if errors.Is(err, nats.ErrNoResponders) {
 		return 0, nil // the stream is gone
 	}
@@ -527,7 +527,7 @@ func (l *Log) deleteHotTenant(ctx context.Context, tenant string) error {
 		return err
 	}
 	body, _ := json.Marshal(tenantDeletion{Tenant: tenant, LastOrdinal: info.State.LastSeq, Time: time.Now().UTC()})
-	if _, err := sys.publish(ctx, &nats.Msg{Subject: l.cfg.scheme.TenantDeletedSubject(tenant), Data: body}); err != nil {
+	if _, err := sys.publishToStream(ctx, sys.cfg.scheme.SystemStream(), &nats.Msg{Subject: l.cfg.scheme.TenantDeletedSubject(tenant), Data: body}); err != nil {
 		return fmt.Errorf("jetstream: recording the deletion of tenant %q: %w", tenant, err)
 	}
 	var resp struct {
