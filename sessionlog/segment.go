@@ -145,8 +145,9 @@ func sortStrings(s []string) {
 
 // segmentReader decodes a segment body; every read is bounds-checked.
 type segmentReader struct {
-	b   []byte
-	err error
+	b    []byte
+	err  error
+	seen map[string]string // see shared
 }
 
 func (r *segmentReader) fail(format string, args ...any) {
@@ -182,10 +183,15 @@ func (r *segmentReader) byte(what string) byte {
 }
 
 func (r *segmentReader) bytes(what string) []byte {
-	n := r.uvarint(what + " length")
 	if r.err != nil {
 		return nil
 	}
+	n, k := binary.Uvarint(r.b)
+	if k <= 0 {
+		r.fail("bad %s length", what)
+		return nil
+	}
+	r.b = r.b[k:]
 	if n > uint64(len(r.b)) {
 		r.fail("%s length %d exceeds the %d bytes left", what, n, len(r.b))
 		return nil
@@ -202,6 +208,33 @@ func (r *segmentReader) string(what string) string {
 	}
 	return string(b)
 }
+
+// shared is string for values that repeat across records (types, metadata
+// keys): each distinct value is allocated once per segment.
+func (r *segmentReader) shared(what string) string {
+	b := r.bytes(what)
+	if r.err != nil {
+		return ""
+	}
+	if s, ok := r.seen[string(b)]; ok {
+		return s
+	}
+	if !utf8.Valid(b) {
+		r.fail("%s is not UTF-8", what)
+		return ""
+	}
+	if r.seen == nil {
+		r.seen = make(map[string]string)
+	}
+	s := string(b)
+	if len(r.seen) < maxShared {
+		r.seen[s] = s
+	}
+	return s
+}
+
+// maxShared bounds the distinct values a segmentReader keeps for sharing.
+const maxShared = 256
 
 func (r *segmentReader) time(what string) time.Time {
 	if r.err != nil {
@@ -227,7 +260,8 @@ func (r *segmentReader) time(what string) time.Time {
 // to last. It refuses, with an error saying why, anything encodeSegment
 // could not have produced from valid records: a bad header or frame, a
 // body larger than declared, records out of order or outside [first,
-// last], invalid events, trailing bytes. The records do not alias data.
+// last], invalid events, trailing bytes. The records do not alias data:
+// their payloads share one buffer of their own, each capped to its length.
 func decodeSegment(data []byte, first, last uint64) ([]ColdRecord, error) {
 	if len(data) < len(segmentMagic)+1 || string(data[:len(segmentMagic)]) != segmentMagic {
 		return nil, errors.New("not a segment (bad magic)")
@@ -273,7 +307,7 @@ func decodeSegment(data []byte, first, last uint64) ([]ColdRecord, error) {
 		switch kind {
 		case 0:
 			rec.ID = r.string("ID")
-			rec.Type = r.string("type")
+			rec.Type = r.shared("type")
 			rec.Time = r.time("event time")
 			ttl := r.uvarint("TTL")
 			if ttl > math.MaxInt64/uint64(time.Second) {
@@ -288,14 +322,14 @@ func decodeSegment(data []byte, first, last uint64) ([]ColdRecord, error) {
 				if rec.Meta == nil {
 					rec.Meta = make(map[string]string, nmeta)
 				}
-				k := r.string("meta key")
+				k := r.shared("meta key")
 				if _, dup := rec.Meta[k]; dup {
 					r.fail("meta key %q repeated", k)
 				}
 				rec.Meta[k] = r.string("meta value")
 			}
 			if d := r.bytes("data"); len(d) > 0 {
-				rec.Data = append([]byte(nil), d...)
+				rec.Data = d // the body is this decode's own: no copy
 			}
 			if r.err == nil {
 				if err := ValidateEvent(&rec.Event); err != nil {
@@ -307,7 +341,7 @@ func decodeSegment(data []byte, first, last uint64) ([]ColdRecord, error) {
 			at := r.time("time")
 			var d []byte
 			if b := r.bytes("data"); len(b) > 0 {
-				d = append([]byte(nil), b...)
+				d = b
 			}
 			rec.Corrupt = &CorruptEventError{Ordinal: rec.Ordinal, Reason: reason, Time: at, Data: d}
 		default:

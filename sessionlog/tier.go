@@ -276,20 +276,37 @@ const readBuffer = 1024
 // place as *CorruptEventError and the sequence goes on; any other error
 // is the last element.
 //
-// An archive running meanwhile cannot open a gap: it writes its segments
-// before it purges, so the read lists the cold index again before it
-// hands over each run of hot records (one more List per run of 1,024 and
-// at the end), and reads any new segment first.
-// Ordinals at or below the last one yielded are skipped, so a message in
-// both tiers (after a crash between an archive's two steps) is yielded
-// once.
+// The first run of hot records (up to 1,024) is read while the cold index
+// is listed and its segments fetched, from the cursor: a hot read skips
+// what the hot log no longer holds, so it starts at the thread's first
+// live message whatever the cold tier holds, and records the cold tier
+// also holds are dropped. An archive running meanwhile cannot open a gap:
+// it writes its segments before it purges, so the read lists the cold
+// index again after each run of hot records is read, before it hands the
+// run over (one more List per run of 1,024 and at the end), and reads any
+// new segment first. Ordinals at or below the last one yielded are
+// skipped, so a message in both tiers (after a crash between an archive's
+// two steps) is yielded once.
 func (t *ColdTier) Read(ctx context.Context, key ThreadKey, cursor uint64, hot func(ctx context.Context, cursor uint64) iter.Seq2[Record, error]) iter.Seq2[Record, error] {
 	return func(yield func(Record, error) bool) {
+		hctx, cancelHot := context.WithCancel(ctx)
+		next, stopHot := iter.Pull2(hot(hctx, cursor))
+		var run hotRun
+		firstRun := make(chan struct{})
+		go func() {
+			defer close(firstRun)
+			run.read(next)
+		}()
+		defer func() {
+			cancelHot()
+			<-firstRun // next is never called by two goroutines at once
+			stopHot()
+		}()
+
 		pos := cursor // highest ordinal yielded or stepped over
-		// cold yields the segments ending after pos; it returns false
-		// when the caller stopped or an error ended the read.
-		cold := func() bool {
-			segs, err := t.segments(ctx, key)
+		// cold yields the listed segments ending after pos; it returns
+		// false when the caller stopped or an error ended the read.
+		cold := func(segs []segmentName, err error) bool {
 			if err != nil {
 				yield(Record{}, err)
 				return false
@@ -339,49 +356,65 @@ func (t *ColdTier) Read(ctx context.Context, key ThreadKey, cursor uint64, hot f
 			}
 			return true
 		}
-		if !cold() {
+		if !cold(t.segments(ctx, key)) {
 			return
 		}
-		type item struct {
-			rec Record
-			err error
-		}
-		// Hot records are handed over in runs: before each, the cold index
-		// is listed again, and any segment written since is read first. A
-		// hot read skips what was purged before it was fetched, but an
-		// archive writes its segment before it purges, so that segment is
-		// listed by then and covers what the hot read skipped; buffered
-		// records at or below the last ordinal yielded are dropped.
-		var buf []item
-		flush := func() bool {
-			if !cold() {
-				return false
+		<-firstRun
+		for {
+			// The run was read before this listing: a segment written by
+			// an archive whose purge the run saw is listed by now, and
+			// covers what the run skipped.
+			if !cold(t.segments(ctx, key)) {
+				return
 			}
-			for _, it := range buf {
+			for _, it := range run.items {
 				if it.rec.Ordinal <= pos {
 					continue
 				}
 				pos = it.rec.Ordinal
 				if !yield(it.rec, it.err) {
-					return false
+					return
 				}
 			}
-			buf = buf[:0]
-			return true
-		}
-		for rec, err := range hot(ctx, pos) {
-			if err != nil && !errors.Is(err, ErrCorruptEvent) {
-				if flush() {
-					yield(Record{}, err)
-				}
+			if run.err != nil {
+				yield(Record{}, run.err)
 				return
 			}
-			buf = append(buf, item{rec, err})
-			if len(buf) >= readBuffer && !flush() {
+			if run.done {
 				return
 			}
+			run.read(next)
 		}
-		flush()
+	}
+}
+
+// hotRun is a run of records read from the hot log by a read through the
+// tier.
+type hotRun struct {
+	items []hotItem
+	done  bool  // the hot read ended
+	err   error // what ended it, other than its end
+}
+
+type hotItem struct {
+	rec Record
+	err error // a corrupt message's
+}
+
+// read replaces the run with the next records of next, up to readBuffer.
+func (r *hotRun) read(next func() (Record, error, bool)) {
+	r.items = r.items[:0]
+	for len(r.items) < readBuffer {
+		rec, err, ok := next()
+		if !ok {
+			r.done = true
+			return
+		}
+		if err != nil && !errors.Is(err, ErrCorruptEvent) {
+			r.done, r.err = true, err
+			return
+		}
+		r.items = append(r.items, hotItem{rec, err})
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"slices"
 	"time"
 )
@@ -131,7 +132,11 @@ func aggregate(reps [][]metric) []metric {
 
 // interleave runs the operations in turn n times and returns each one's
 // durations. Each round starts with the next operation (A B, B A, A B...):
-// whatever follows a set-up, or precedes a pause, falls on each in turn. It
+// whatever follows a set-up, or precedes a pause, falls on each in turn.
+// With more than two operations, each round also runs them in a fresh
+// (seeded) order, so that no operation always follows the same other one:
+// one that leaves work behind it (a server's, another process's, a
+// collector's) would otherwise always charge it to the same neighbour. It
 // stops at the first error or when ctx ends.
 func interleave(ctx context.Context, n int, ops ...func() error) ([][]time.Duration, error) {
 	return interleaveFrom(ctx, 0, n, ops...)
@@ -144,12 +149,20 @@ func interleaveFrom(ctx context.Context, first, n int, ops ...func() error) ([][
 	for i := range out {
 		out[i] = make([]time.Duration, 0, n)
 	}
+	order := make([]int, len(ops))
+	rng := rand.New(rand.NewPCG(uint64(first), uint64(len(ops))))
 	for round := first; round < first+n; round++ {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		for j := range ops {
-			i := (round + j) % len(ops)
+		for j := range order {
+			order[j] = (round + j) % len(ops)
+		}
+		if len(order) > 2 {
+			// Keep the rotation's first operation, shuffle the rest.
+			rng.Shuffle(len(order)-1, func(a, b int) { order[a+1], order[b+1] = order[b+1], order[a+1] })
+		}
+		for _, i := range order {
 			start := time.Now()
 			if err := ops[i](); err != nil {
 				return nil, err

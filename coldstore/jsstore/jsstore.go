@@ -10,16 +10,20 @@
 // where the tenant token is subjects.EncodeTenant's and the object's name
 // is split at '/' into parts, each escaped like a thread token (a-z, A-Z,
 // 0-9 and '-' kept, any other byte as '_' and two lowercase hex digits).
-// The stream keeps one message per subject (a Put replaces the object),
-// is not served by direct gets, and every read goes through the stream
-// leader, so that a Put is visible to every later Get and List on a
-// replicated stream too. Objects are single messages: Put refuses data
+// The stream keeps one message per subject (a Put replaces the object).
+// Lists are answered by the stream leader; Gets by a direct get that any
+// replica may serve, asked again of the leader when the replica does not
+// have the object yet, so that a Put is visible to every later Get and
+// List on a replicated stream too. (Objects are never changed in place:
+// a cold tier names each segment by its content's range and times.) Objects are single messages: Put refuses data
 // larger than the server's maximum payload (MaxObjectBytes), and a cold
 // tier bounds its segments to fit.
 package jsstore
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"iter"
@@ -140,7 +144,7 @@ func (s *Store) config(tenant string) natsjs.StreamConfig {
 		Storage:           s.storage,
 		Replicas:          s.replicas,
 		Discard:           natsjs.DiscardOld, // per subject: a Put replaces the object
-		AllowDirect:       false,             // reads go through the leader
+		AllowDirect:       true,              // Get falls back to the leader when a replica lacks an object
 	}
 }
 
@@ -196,45 +200,127 @@ func (s *Store) Put(ctx context.Context, tenant, name string, data []byte) error
 	}
 }
 
-// Get implements sessionlog.ColdStore.
+// Get implements sessionlog.ColdStore with one direct get, which any
+// replica may serve. An object is never changed once written (a cold
+// tier's segment names are unique to their content), so a replica that
+// has it answers what the leader would; one that does not have it yet, a
+// stream made without direct gets (by an earlier version of this
+// package) or a reply that is not the object asked for is asked of the
+// stream leader instead, so a Put is seen by every later Get.
 func (s *Store) Get(ctx context.Context, tenant, name string) ([]byte, error) {
 	subj, err := s.subject(tenant, name)
 	if err != nil {
 		return nil, err
 	}
-	var m *natsjs.RawStreamMsg
-	errDirect := errors.New("direct")
+	stream := s.stream(tenant)
+	var data []byte
+	found := false
 	err = s.retry(ctx, func(ctx context.Context) error {
-		st, err := s.js.Stream(ctx, s.stream(tenant))
+		m, err := s.nc.RequestWithContext(ctx, apiPrefix+"DIRECT.GET."+stream+"."+subj, nil)
+		if errors.Is(err, nats.ErrNoResponders) {
+			return nil // no direct gets (or no stream): the leader decides
+		}
 		if err != nil {
 			return err
 		}
-		if st.CachedInfo().Config.AllowDirect {
-			return errDirect
+		if isServedObject(m, stream, subj) {
+			data, found = m.Data, true
 		}
-		m, err = st.GetLastMsgForSubject(ctx, subj)
-		return err
+		return nil
 	})
-	if errors.Is(err, errDirect) {
-		return nil, fmt.Errorf("jsstore: stream %s serves direct gets, which may be stale; it was not made by this package", s.stream(tenant))
+	if err == nil && !found {
+		data, err = s.leaderGet(ctx, stream, subj)
 	}
-	if errors.Is(err, natsjs.ErrStreamNotFound) {
-		return nil, fmt.Errorf("jsstore: %q of tenant %q: %w", name, tenant, sessionlog.ErrNotFound)
-	}
-	if errors.Is(err, natsjs.ErrMsgNotFound) {
-		return nil, fmt.Errorf("jsstore: %q of tenant %q: %w", name, tenant, sessionlog.ErrNotFound)
-	}
-	if err != nil {
+	switch {
+	case errors.Is(err, sessionlog.ErrNotFound):
+		return nil, fmt.Errorf("jsstore: %q of tenant %q: %w", name, tenant, err)
+	case err != nil:
 		return nil, fmt.Errorf("jsstore: reading %q of tenant %q: %w", name, tenant, err)
 	}
-	if m.Subject != subj {
-		return nil, fmt.Errorf("jsstore: reading %q of tenant %q: the server answered for %q", name, tenant, m.Subject)
-	}
-	return m.Data, nil
+	return data, nil
 }
 
-// List implements sessionlog.ColdStore with one stream info request
-// (paged by the server) filtered to the prefix's complete parts.
+// isServedObject reports whether a direct-get reply is the stored message
+// of subj in stream: a message, not a status, with the server's headers
+// naming them. The server appends its headers after the stored ones, so
+// the last values are its own.
+func isServedObject(m *nats.Msg, stream, subj string) bool {
+	if m.Header == nil || len(m.Header.Values("Status")) > 0 && len(m.Data) == 0 {
+		return false
+	}
+	last := func(key string) string {
+		v := m.Header.Values(key)
+		if len(v) == 0 {
+			return ""
+		}
+		return v[len(v)-1]
+	}
+	return last(natsjs.StreamHeader) == stream && last(natsjs.SubjectHeader) == subj
+}
+
+// leaderGet reads the last message of subj through the stream leader.
+func (s *Store) leaderGet(ctx context.Context, stream, subj string) ([]byte, error) {
+	req, err := json.Marshal(struct {
+		LastFor string `json:"last_by_subj"`
+	}{subj})
+	if err != nil {
+		return nil, err
+	}
+	var resp struct {
+		Error   *natsjs.APIError `json:"error"`
+		Message *struct {
+			Subject string `json:"subject"`
+			Data    []byte `json:"data"`
+		} `json:"message"`
+	}
+	err = s.retry(ctx, func(ctx context.Context) error {
+		resp.Error, resp.Message = nil, nil
+		return s.request(ctx, "STREAM.MSG.GET."+stream, req, &resp)
+	})
+	if err != nil {
+		return nil, err
+	}
+	if resp.Error != nil {
+		switch resp.Error.ErrorCode {
+		case natsjs.JSErrCodeMessageNotFound, natsjs.JSErrCodeStreamNotFound:
+			return nil, sessionlog.ErrNotFound
+		}
+		return nil, resp.Error
+	}
+	if resp.Message == nil || resp.Message.Subject != subj {
+		return nil, fmt.Errorf("the stream leader answered for another subject than %q", subj)
+	}
+	return resp.Message.Data, nil
+}
+
+// apiPrefix is the JetStream API's subject prefix.
+const apiPrefix = "$JS.API."
+
+// request sends a JetStream API request and decodes its JSON reply into
+// resp; a reply that says 503 (JetStream briefly unavailable) is returned
+// as its *natsjs.APIError, which retry asks again.
+func (s *Store) request(ctx context.Context, api string, req []byte, resp any) error {
+	m, err := s.nc.RequestWithContext(ctx, apiPrefix+api, req)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(m.Data, resp); err != nil {
+		return fmt.Errorf("decoding the reply to %s: %w", api, err)
+	}
+	if bytes.Contains(m.Data, []byte(`"code":503`)) {
+		var e struct {
+			Error *natsjs.APIError `json:"error"`
+		}
+		if json.Unmarshal(m.Data, &e) == nil && e.Error != nil && e.Error.Code == 503 {
+			return e.Error
+		}
+	}
+	return nil
+}
+
+// List implements sessionlog.ColdStore with stream info requests filtered
+// to the prefix's complete parts, answered by the stream leader: one,
+// unless the server pages a long listing.
 func (s *Store) List(ctx context.Context, tenant, prefix string) iter.Seq2[string, error] {
 	return func(yield func(string, error) bool) {
 		filter := s.base(tenant) + ".>"
@@ -246,29 +332,48 @@ func (s *Store) List(ctx context.Context, tenant, prefix string) iter.Seq2[strin
 			}
 			filter = whole + ".>"
 		}
-		var info *natsjs.StreamInfo
-		err := s.retry(ctx, func(ctx context.Context) error {
-			st, err := s.js.Stream(ctx, s.stream(tenant))
-			if err != nil {
-				return err
-			}
-			info, err = st.Info(ctx, natsjs.WithSubjectFilter(filter))
-			return err
-		})
-		if errors.Is(err, natsjs.ErrStreamNotFound) {
-			return
-		}
-		if err != nil {
-			yield("", fmt.Errorf("jsstore: listing tenant %q: %w", tenant, err))
-			return
-		}
 		var names []string
-		for subj, n := range info.State.Subjects {
-			if n == 0 {
-				continue
+		for offset := 0; ; {
+			req, err := json.Marshal(struct {
+				Filter string `json:"subjects_filter"`
+				Offset int    `json:"offset,omitempty"`
+			}{filter, offset})
+			if err != nil {
+				yield("", err)
+				return
 			}
-			if name, ok := s.name(tenant, subj); ok && strings.HasPrefix(name, prefix) {
-				names = append(names, name)
+			var resp struct {
+				Error *natsjs.APIError `json:"error"`
+				Total int              `json:"total"`
+				State struct {
+					Subjects map[string]uint64 `json:"subjects"`
+				} `json:"state"`
+			}
+			err = s.retry(ctx, func(ctx context.Context) error {
+				resp.Error, resp.State.Subjects = nil, nil
+				return s.request(ctx, "STREAM.INFO."+s.stream(tenant), req, &resp)
+			})
+			if err == nil && resp.Error != nil {
+				if resp.Error.ErrorCode == natsjs.JSErrCodeStreamNotFound {
+					return
+				}
+				err = resp.Error
+			}
+			if err != nil {
+				yield("", fmt.Errorf("jsstore: listing tenant %q: %w", tenant, err))
+				return
+			}
+			for subj, n := range resp.State.Subjects {
+				if n == 0 {
+					continue
+				}
+				if name, ok := s.name(tenant, subj); ok && strings.HasPrefix(name, prefix) {
+					names = append(names, name)
+				}
+			}
+			offset += len(resp.State.Subjects)
+			if len(resp.State.Subjects) == 0 || offset >= resp.Total {
+				break
 			}
 		}
 		slices.Sort(names)
