@@ -78,6 +78,18 @@ func TestConformanceSingleNode(t *testing.T) {
 		}))
 }
 
+// TestConformanceReadConsumers runs the suite with every read of more than
+// two events going through a read consumer after its first batch.
+func TestConformanceReadConsumers(t *testing.T) {
+	srv := testserver.Start(t)
+	nc := srv.Connect(t)
+	opts := []jetstream.Option{jetstream.WithReadBatch(2, 1<<20), jetstream.WithConsumerReads(1)}
+	sessionlogtest.Run(t, func(t *testing.T) sessionlog.Log { return newLog(t, nc, opts...) }, sessionlogtest.WithCorrupter(corrupter(nc)),
+		sessionlogtest.WithColdTier(func(t *testing.T) sessionlog.Log {
+			return newLog(t, nc, append(opts, jetstream.WithColdStore(newColdStore(t, nc, 1)))...)
+		}))
+}
+
 func TestConformanceClusterR3(t *testing.T) {
 	if testing.Short() {
 		t.Skip("cluster conformance is not run with -short")

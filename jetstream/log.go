@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jetsession/jetsession/sessionlog"
@@ -51,6 +52,15 @@ type Log struct {
 	creating map[string]*creation
 	// cold is the cold tier, nil without a cold store.
 	cold *sessionlog.ColdTier
+	// noReadConsumers is set once the server refused this Log the rights
+	// to create a read consumer.
+	noReadConsumers atomic.Bool
+}
+
+// consumerReads reports whether long reads of single-replica streams go
+// through a consumer.
+func (l *Log) consumerReads() bool {
+	return l.cfg.consumerReadMin > 0 && !l.noReadConsumers.Load()
 }
 
 var _ sessionlog.Log = (*Log)(nil)

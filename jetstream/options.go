@@ -41,28 +41,31 @@ type config struct {
 	readEvents     int
 	readBytes      int
 	tailBuffer     int
-	watcher        *PermissionWatcher
-	maxAge         time.Duration
-	system         *Log
-	coldStore      sessionlog.ColdStore
-	segmentBytes   int
+	// consumerReadMin: see WithConsumerReads.
+	consumerReadMin int
+	watcher         *PermissionWatcher
+	maxAge          time.Duration
+	system          *Log
+	coldStore       sessionlog.ColdStore
+	segmentBytes    int
 }
 
 func defaultConfig() config {
 	return config{
-		scheme:         subjects.Default(),
-		apiPrefix:      "$JS.API",
-		replicas:       1,
-		storage:        FileStorage,
-		quotaBytes:     -1,
-		dupWindow:      sessionlog.DefaultDuplicateWindow,
-		limits:         sessionlog.DefaultLimits(),
-		requestTimeout: 5 * time.Second,
-		createStreams:  true,
-		maxBatches:     32,
-		readEvents:     10_000,
-		readBytes:      16 << 20,
-		tailBuffer:     64 << 20,
+		scheme:          subjects.Default(),
+		apiPrefix:       "$JS.API",
+		replicas:        1,
+		storage:         FileStorage,
+		quotaBytes:      -1,
+		dupWindow:       sessionlog.DefaultDuplicateWindow,
+		limits:          sessionlog.DefaultLimits(),
+		requestTimeout:  5 * time.Second,
+		createStreams:   true,
+		maxBatches:      32,
+		readEvents:      10_000,
+		readBytes:       16 << 20,
+		tailBuffer:      64 << 20,
+		consumerReadMin: DefaultConsumerReadMin,
 	}
 }
 
@@ -284,6 +287,28 @@ func WithColdSegmentBytes(n int) Option {
 // long threads in fewer round trips.
 func WithReadBatch(events, bytes int) Option {
 	return func(c *config) error { c.readEvents, c.readBytes = events, bytes; return nil }
+}
+
+// DefaultConsumerReadMin is how many events must follow a read's first
+// batch for the rest to come through a consumer, by default.
+const DefaultConsumerReadMin = 256
+
+// WithConsumerReads sets when a read of a single-replica stream switches
+// from batched direct gets to a consumer: when at least minEvents events
+// follow its first batch (default DefaultConsumerReadMin; 0 never). A
+// consumer delivers long threads faster (cmd/bench's hydrate scenario
+// compares both) but needs the rights to create and delete consumers on
+// the tenant stream, which tails need too; a Log refused them once reads
+// with direct gets only from then on. Replicated streams are always read
+// with direct gets.
+func WithConsumerReads(minEvents int) Option {
+	return func(c *config) error {
+		if minEvents < 0 {
+			return fmt.Errorf("consumer reads: minimum events must not be negative, got %d", minEvents)
+		}
+		c.consumerReadMin = minEvents
+		return nil
+	}
 }
 
 // WithTailBuffer bounds what the client buffers for one tail that its

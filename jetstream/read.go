@@ -212,6 +212,7 @@ func (l *Log) readTimes(ctx context.Context, key sessionlog.ThreadKey, cursor ui
 		cursor:    cursor,
 		keepTimes: keepTimes,
 	}
+	defer r.closeConsumer()
 	for {
 		c, done, err := r.next(ctx)
 		if !c.empty() && !each(c) {
@@ -244,6 +245,11 @@ type reader struct {
 	// replicas last made progress; while it is not 0 the read stays on the
 	// leader, trying a direct get every leaderProbeEvery events.
 	fromLeaderRun int
+	// firstDone is set once the first direct get of a single-replica
+	// stream returned; cons is the consumer reading the rest, if any (see
+	// consumerread.go).
+	firstDone bool
+	cons      *consumerRead
 }
 
 // onLeader reports whether the next read goes through the leader, and
@@ -280,7 +286,19 @@ func (r *reader) next(ctx context.Context) (*chunk, bool, error) {
 		c, found, err := r.fromLeader(ctx)
 		return c, !found || err != nil, err
 	}
-	c, pending, err := r.direct(ctx, r.cursor+1)
+	if r.cons != nil {
+		c, done, err := r.cons.next(ctx, r)
+		if errors.Is(err, errConsumerLost) {
+			r.closeConsumer() // the rest with direct gets, after r.cursor
+			return c, false, nil
+		}
+		return c, done, err
+	}
+	batch := r.l.cfg.readEvents
+	if !r.firstDone && r.l.consumerReads() {
+		batch = min(batch, firstReadBatch)
+	}
+	c, pending, err := r.direct(ctx, r.cursor+1, batch)
 	switch {
 	case errors.Is(err, errUnverified):
 		r.leaderNext = true
@@ -296,7 +314,22 @@ func (r *reader) next(ctx context.Context) (*chunk, bool, error) {
 		return c, true, err
 	}
 	r.stale, r.fromLeaderRun = 0, 0
-	return c, pending == 0 || c.empty(), nil
+	done := pending == 0 || c.empty()
+	if !r.firstDone {
+		r.firstDone = true
+		if !done && r.l.consumerReads() && pending >= uint64(r.l.cfg.consumerReadMin) {
+			r.cons = r.startConsumerRead(ctx, r.cursor+1)
+		}
+	}
+	return c, done, nil
+}
+
+// closeConsumer ends the read's consumer, if any.
+func (r *reader) closeConsumer() {
+	if r.cons != nil {
+		r.cons.close()
+		r.cons = nil
+	}
 }
 
 // firstReplicated starts a read of a replicated stream: the leader's first
@@ -339,7 +372,7 @@ func (r *reader) firstReplicatedOnce(ctx context.Context, start uint64) (c *chun
 		m, err := r.l.leaderGet(ctx, r.stream, msgGetRequest{LastFor: r.subject})
 		lastCh <- leaderReply{m, err}
 	}()
-	c, _, derr := r.direct(ctx, start+1)
+	c, _, derr := r.direct(ctx, start+1, r.l.cfg.readEvents)
 	if errors.Is(derr, errUnverified) {
 		r.leaderNext, derr = true, nil
 	}
@@ -401,7 +434,7 @@ func (r *reader) nextReplicated(ctx context.Context) (*chunk, bool, error) {
 		c, found, err := r.fromLeader(ctx)
 		return c, !found || err != nil || r.cursor >= r.head, err
 	}
-	c, _, err := r.direct(ctx, r.cursor+1)
+	c, _, err := r.direct(ctx, r.cursor+1, r.l.cfg.readEvents)
 	switch {
 	case errors.Is(err, errUnverified):
 		r.leaderNext = true
@@ -455,16 +488,16 @@ func (r *reader) fromLeader(ctx context.Context) (c *chunk, found bool, err erro
 // with one batched direct get, from whichever replica answers, and returns
 // them with the number of the thread's messages after the last one, as
 // that replica sees it. It advances the cursor over what it returns.
-func (r *reader) direct(ctx context.Context, seq uint64) (*chunk, uint64, error) {
+func (r *reader) direct(ctx context.Context, seq uint64, batch int) (*chunk, uint64, error) {
 	c := &chunk{}
 	pending, err := r.l.directGet(ctx, r.stream, r.subject,
-		msgGetRequest{Seq: seq, NextFor: r.subject, Batch: r.l.cfg.readEvents, MaxBytes: r.l.cfg.readBytes},
+		msgGetRequest{Seq: seq, NextFor: r.subject, Batch: batch, MaxBytes: r.l.cfg.readBytes},
 		func(m *served) error {
 			if c.recs == nil {
 				// The first reply says how many of the thread's messages
 				// follow it: a capacity hint only, bounded by the batch.
 				if n, ok := lastUint(m.header, headerNumPending); ok {
-					c.recs = make([]sessionlog.Record, 0, min(n, uint64(r.l.cfg.readEvents))+1)
+					c.recs = make([]sessionlog.Record, 0, min(n, uint64(batch))+1)
 				}
 			}
 			c.addMsg(r.key, r.token, m, r.keepTimes)

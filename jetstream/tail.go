@@ -159,7 +159,7 @@ func (t *tail) follow(ctx context.Context, last *uint64, deliver func(*served) b
 		return err
 	}
 	name := "jstail_" + nuid.Next()
-	if err := t.createConsumer(ctx, name, inbox, *last+1); err != nil {
+	if _, err := t.createConsumer(ctx, name, inbox, *last+1); err != nil {
 		// A creation that timed out may still happen: delete it, in the
 		// background (the server also removes it once it is inactive).
 		go t.deleteConsumer(name)
@@ -251,7 +251,9 @@ func (t *tail) control(m *nats.Msg, delivered uint64) error {
 	}
 }
 
-func (t *tail) createConsumer(ctx context.Context, name, inbox string, start uint64) error {
+// createConsumer creates the consumer and returns how many messages it
+// has to deliver, as the server counted them when it made it.
+func (t *tail) createConsumer(ctx context.Context, name, inbox string, start uint64) (uint64, error) {
 	req := struct {
 		Stream string                `json:"stream_name"`
 		Config natsjs.ConsumerConfig `json:"config"`
@@ -279,19 +281,22 @@ func (t *tail) createConsumer(ctx context.Context, name, inbox string, start uin
 	// soon: 1 s at first, doubling up to the request timeout.
 	attempt := min(time.Second, t.l.cfg.requestTimeout)
 	for {
+		var info struct {
+			NumPending uint64 `json:"num_pending"`
+		}
 		actx, cancel := context.WithTimeout(ctx, attempt)
-		err := t.l.apiRequest(actx, apiConsumerCreate+"."+t.stream+"."+name+"."+t.filter, req, nil)
+		err := t.l.apiRequest(actx, apiConsumerCreate+"."+t.stream+"."+name+"."+t.filter, req, &info)
 		cancel()
 		switch {
 		case err == nil:
-			return nil
+			return info.NumPending, nil
 		case errCode(err) == codeStreamNotFound:
-			return errStreamMissing
+			return 0, errStreamMissing
 		case ctx.Err() == nil && attempt < t.l.cfg.requestTimeout && !errors.Is(err, ErrPermissionDenied) &&
 			(errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout)):
 			attempt = min(2*attempt, t.l.cfg.requestTimeout)
 		default:
-			return fmt.Errorf("jetstream: creating a tail consumer on %s: %w", t.stream, err)
+			return 0, fmt.Errorf("jetstream: creating a consumer on %s: %w", t.stream, err)
 		}
 	}
 }

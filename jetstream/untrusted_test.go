@@ -163,6 +163,13 @@ func TestHostileMessagesSingleNode(t *testing.T) {
 	testHostileMessages(t, srv.URL(), srv.Connect(t))
 }
 
+// TestHostileMessagesThroughReadConsumers reads every case through a read
+// consumer after a first batch of one event.
+func TestHostileMessagesThroughReadConsumers(t *testing.T) {
+	srv := testserver.Start(t)
+	testHostileMessages(t, srv.URL(), srv.Connect(t), jetstream.WithConsumerReads(1))
+}
+
 func TestHostileMessagesClusterR3(t *testing.T) {
 	if testing.Short() {
 		t.Skip("cluster tests are not run with -short")
