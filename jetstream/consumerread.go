@@ -32,8 +32,9 @@ const (
 )
 
 // errConsumerLost ends a consumer read that cannot go on (a message lost
-// on the way, the consumer gone, silence): the reader goes on with
-// direct gets after the last ordinal it returned.
+// on the way, the consumer gone, silence, an idle heartbeat before the
+// end): the reader goes on with direct gets after the last ordinal it
+// returned.
 var errConsumerLost = errors.New("jetstream: read consumer lost")
 
 // consumerRead is one read's consumer.
@@ -97,6 +98,13 @@ func (c *consumerRead) next(ctx context.Context, r *reader) (*chunk, bool, error
 			if err := c.t.control(m, c.delivered); err != nil {
 				return ch, false, errConsumerLost
 			}
+			if isIdleHeartbeat(m) {
+				// The consumer has sent nothing for a while though the
+				// last delivery said more follow: what it had to send
+				// was removed meanwhile (archived, deleted), or it is
+				// stuck. A direct get tells which.
+				return ch, false, errConsumerLost
+			}
 			continue
 		}
 		meta, err := m.Metadata()
@@ -124,6 +132,14 @@ func (c *consumerRead) next(ctx context.Context, r *reader) (*chunk, bool, error
 		}
 	}
 	return ch, false, nil
+}
+
+// isIdleHeartbeat reports whether a consumer status message is an idle
+// heartbeat: the consumer had nothing to send for a heartbeat interval
+// (not a flow control request, nor the heartbeat of a consumer stalled
+// waiting for one's answer).
+func isIdleHeartbeat(m *nats.Msg) bool {
+	return m.Header.Get(headerStatus) == "100" && m.Reply == "" && m.Header.Get("Nats-Consumer-Stalled") == ""
 }
 
 // close deletes the consumer, in the background: the read has what it
