@@ -68,11 +68,13 @@ func (l *Log) LoadSince(ctx context.Context, key sessionlog.ThreadKey, cursor ui
 
 // Scan implements sessionlog.Log.
 //
-// Reads use batched direct gets, the fastest way to read one subject, and
-// trust a reply only when it is provably the server's (see directGet); the
-// next message after a reply that is not is read through the stream
-// leader. On a single-replica stream the one server answering is always
-// current. On a replicated stream any replica may answer and a follower can
+// Reads use batched direct gets and trust a reply only when it is provably
+// the server's (see directGet); the next message after a reply that is not
+// is read through the stream leader. On a single-replica stream the one
+// server answering is always current, and a read with many events left
+// after its first batch reads the rest through a consumer, faster for long
+// threads (see consumerread.go and WithConsumerReads). On a replicated
+// stream any replica may answer and a follower can
 // lag behind an acknowledged write, so the read also asks the stream
 // leader, in parallel, for the thread's first live event after the cursor
 // and its last event, drops what the leader no longer has and keeps reading
