@@ -299,8 +299,11 @@ const DefaultConsumerReadMin = 256
 // consumer delivers long threads faster (cmd/bench's hydrate scenario
 // compares both) but needs the rights to create and delete consumers on
 // the tenant stream, which tails need too; a Log refused them once reads
-// with direct gets only from then on. Replicated streams are always read
-// with direct gets.
+// with direct gets only from then on (without a PermissionWatcher the
+// refusal is known when the creation's 1 s wait ends, so that first long
+// read takes a second longer: give a Log without those rights
+// WithConsumerReads(0)). Replicated streams are always read with direct
+// gets.
 func WithConsumerReads(minEvents int) Option {
 	return func(c *config) error {
 		if minEvents < 0 {
