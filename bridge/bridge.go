@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jetsession/jetsession/internal/ctxtime"
 	"github.com/jetsession/jetsession/sessionlog"
 )
 
@@ -387,7 +388,7 @@ func (b *Bridge) follow(ctx context.Context, tenant string, cursor uint64) {
 		if err != nil {
 			log.Warn("following tenant failed; retrying", "err", err, "after", cursor, "in", wait)
 			b.cfg.Metrics.error("follow")
-			if sleepCtx(ctx, wait) != nil {
+			if ctxtime.Sleep(ctx, wait) != nil {
 				return
 			}
 			wait = min(2*wait, 30*time.Second)
@@ -530,7 +531,7 @@ func (b *Bridge) quarantine(ctx context.Context, q Quarantined) bool {
 		}
 		b.cfg.Metrics.error("quarantine")
 		b.cfg.Logger.Error("writing to the quarantine failed; retrying", "tenant", q.Tenant, "ordinal", q.Ordinal, "err", err)
-		if sleepCtx(ctx, wait) != nil {
+		if ctxtime.Sleep(ctx, wait) != nil {
 			return false
 		}
 		wait = min(2*wait, b.cfg.MaxRetryInterval)
@@ -634,15 +635,4 @@ func topLag(lag map[string]uint64, n int) string {
 		parts = append(parts, fmt.Sprintf("%s=%d", all[i].tenant, all[i].lag))
 	}
 	return strings.Join(parts, ",")
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jetsession/jetsession/internal/ctxtime"
 	"github.com/jetsession/jetsession/sessionlog"
 	"github.com/jetsession/jetsession/subjects"
 	"github.com/nats-io/nats.go"
@@ -424,5 +425,5 @@ func newSlowBackoff() *backoff {
 func (b *backoff) wait(ctx context.Context) error {
 	d := b.next/2 + rand.N(b.next/2+1)
 	b.next = min(2*b.next, b.longest)
-	return sleepCtx(ctx, d)
+	return ctxtime.Sleep(ctx, d)
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jetsession/jetsession/internal/ctxtime"
 	"github.com/jetsession/jetsession/sessionlog"
 	"github.com/jetsession/jetsession/subjects"
 	"github.com/nats-io/nats.go"
@@ -389,7 +390,7 @@ func (l *Log) lastMessages(ctx context.Context, stream, filter string, subjs []s
 			return out, nil
 		case err == nil, errors.Is(err, errDirectUnavailable), errors.Is(err, errUnverified):
 			if attempt < staleRetries {
-				if err := sleepCtx(ctx, time.Duration(attempt+1)*time.Millisecond); err != nil {
+				if err := ctxtime.Sleep(ctx, time.Duration(attempt+1)*time.Millisecond); err != nil {
 					return nil, err
 				}
 				continue

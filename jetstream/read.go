@@ -8,6 +8,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/jetsession/jetsession/internal/ctxtime"
 	"github.com/jetsession/jetsession/sessionlog"
 	"github.com/jetsession/jetsession/subjects"
 	natsjs "github.com/nats-io/nats.go/jetstream"
@@ -353,7 +354,7 @@ func (r *reader) firstReplicated(ctx context.Context) (*chunk, bool, error) {
 			return c, done, err
 		}
 		r.cursor, r.leaderNext = start, false
-		if err := sleepCtx(ctx, time.Duration(attempt+1)*25*time.Millisecond); err != nil {
+		if err := ctxtime.Sleep(ctx, time.Duration(attempt+1)*25*time.Millisecond); err != nil {
 			return &chunk{}, true, err
 		}
 	}
@@ -455,7 +456,7 @@ func (r *reader) nextReplicated(ctx context.Context) (*chunk, bool, error) {
 		if r.stale >= staleRetries {
 			return c, false, nil
 		}
-		if err := sleepCtx(ctx, replicaWaits[r.stale-1]); err != nil {
+		if err := ctxtime.Sleep(ctx, replicaWaits[r.stale-1]); err != nil {
 			return c, true, err
 		}
 		return c, false, nil
@@ -507,17 +508,6 @@ func (r *reader) direct(ctx context.Context, seq uint64, batch int) (*chunk, uin
 			return nil
 		})
 	return c, pending, err
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // lastOrdinal returns the thread's last live ordinal, 0 if it has none (or

@@ -8,6 +8,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/jetsession/jetsession/internal/ctxtime"
 	"github.com/jetsession/jetsession/sessionlog"
 )
 
@@ -91,7 +92,7 @@ func (l *Log) ScanTenant(ctx context.Context, tenant string, cursor uint64, opts
 					yield(sessionlog.TenantRecord{}, fmt.Errorf("jetstream: stream %s serves no direct gets", stream))
 					return
 				}
-				if sleepCtx(ctx, time.Duration(unavailable)*10*time.Millisecond) != nil {
+				if ctxtime.Sleep(ctx, time.Duration(unavailable)*10*time.Millisecond) != nil {
 					return
 				}
 				continue

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jetsession/jetsession/internal/ctxtime"
 	"github.com/jetsession/jetsession/sessionlog"
 	"github.com/jetsession/jetsession/subjects"
 	"github.com/nats-io/nats.go"
@@ -116,7 +117,7 @@ func (t *tail) run(ctx context.Context, cursor uint64, deliver func(*served) boo
 			fail(fmt.Errorf("%w: the stream %s of the tail is gone", sessionlog.ErrTenantDeleted, t.stream))
 			return
 		case errors.Is(err, errStreamMissing):
-			if sleepCtx(ctx, missing) != nil {
+			if ctxtime.Sleep(ctx, missing) != nil {
 				return
 			}
 			missing = min(2*missing, 2*time.Second)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jetsession/jetsession/internal/ctxtime"
 	"github.com/jetsession/jetsession/internal/pgtest"
 	"github.com/jetsession/jetsession/jetstream"
 	"github.com/jetsession/jetsession/sessionlog"
@@ -315,7 +316,7 @@ func (h *hydrateSet) rawRows() []hydrateRow {
 			// interest there yet: retry, as the library's raw twins do.
 			if errors.Is(err, nats.ErrNoResponders) && attempt < 10 {
 				h.orderedRetries++
-				if err := sleepFor(ctx, time.Duration(attempt)*10*time.Millisecond); err != nil {
+				if err := ctxtime.Sleep(ctx, time.Duration(attempt)*10*time.Millisecond); err != nil {
 					return 0, err
 				}
 				continue
@@ -347,7 +348,7 @@ func (h *hydrateSet) rawRows() []hydrateRow {
 			}
 			if errors.Is(err, nats.ErrNoResponders) && attempt < 10 {
 				h.orderedRetries++
-				if err := sleepFor(ctx, time.Duration(attempt)*10*time.Millisecond); err != nil {
+				if err := ctxtime.Sleep(ctx, time.Duration(attempt)*10*time.Millisecond); err != nil {
 					return 0, err
 				}
 				continue
@@ -389,17 +390,6 @@ func (h *hydrateSet) orderedRead(ctx context.Context, consumers *[]string) (int,
 		}
 	}
 	return len(recs), nil
-}
-
-func sleepFor(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // floorRow stores the thread's payloads packed into messages of at most

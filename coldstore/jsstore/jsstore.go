@@ -31,6 +31,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jetsession/jetsession/internal/ctxtime"
 	"github.com/jetsession/jetsession/sessionlog"
 	"github.com/jetsession/jetsession/subjects"
 	"github.com/nats-io/nats.go"
@@ -171,7 +172,7 @@ func (s *Store) Put(ctx context.Context, tenant, name string, data []byte) error
 		case transient(err) && !errors.Is(err, nats.ErrNoResponders) && !errors.Is(err, natsjs.ErrNoStreamResponse):
 			// No answer: a Put replaces the object, so sending it again
 			// is safe.
-			if err := sleep(ctx, 50*time.Millisecond); err != nil {
+			if err := ctxtime.Sleep(ctx, 50*time.Millisecond); err != nil {
 				return err
 			}
 			continue
@@ -190,7 +191,7 @@ func (s *Store) Put(ctx context.Context, tenant, name string, data []byte) error
 			// A stream just created may take a moment to be served
 			// everywhere in a cluster.
 			if attempt < 50 {
-				if err := sleep(ctx, 50*time.Millisecond); err != nil {
+				if err := ctxtime.Sleep(ctx, 50*time.Millisecond); err != nil {
 					return err
 				}
 				continue
@@ -430,7 +431,7 @@ func (s *Store) retry(ctx context.Context, op func(ctx context.Context) error) e
 		if err == nil || ctx.Err() != nil || !transient(err) {
 			return err
 		}
-		if serr := sleep(ctx, wait); serr != nil {
+		if serr := ctxtime.Sleep(ctx, wait); serr != nil {
 			return err
 		}
 		wait = min(2*wait, time.Second)
@@ -499,15 +500,4 @@ func unhex(c byte) int {
 		return int(c-'a') + 10
 	}
 	return -1
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
