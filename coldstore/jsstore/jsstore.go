@@ -21,7 +21,6 @@
 package jsstore
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -276,7 +275,7 @@ func (s *Store) leaderGet(ctx context.Context, stream, subj string) ([]byte, err
 	}
 	err = s.retry(ctx, func(ctx context.Context) error {
 		resp.Error, resp.Message = nil, nil
-		return s.request(ctx, "STREAM.MSG.GET."+stream, req, &resp)
+		return s.request(ctx, "STREAM.MSG.GET."+stream, req, &resp, &resp.Error)
 	})
 	if err != nil {
 		return nil, err
@@ -298,9 +297,9 @@ func (s *Store) leaderGet(ctx context.Context, stream, subj string) ([]byte, err
 const apiPrefix = "$JS.API."
 
 // request sends a JetStream API request and decodes its JSON reply into
-// resp; a reply that says 503 (JetStream briefly unavailable) is returned
-// as its *natsjs.APIError, which retry asks again.
-func (s *Store) request(ctx context.Context, api string, req []byte, resp any) error {
+// resp, whose error field is *apiErr; a reply that says 503 (JetStream
+// briefly unavailable) is returned as that error, which retry asks again.
+func (s *Store) request(ctx context.Context, api string, req []byte, resp any, apiErr **natsjs.APIError) error {
 	m, err := s.nc.RequestWithContext(ctx, apiPrefix+api, req)
 	if err != nil {
 		return err
@@ -308,13 +307,8 @@ func (s *Store) request(ctx context.Context, api string, req []byte, resp any) e
 	if err := json.Unmarshal(m.Data, resp); err != nil {
 		return fmt.Errorf("decoding the reply to %s: %w", api, err)
 	}
-	if bytes.Contains(m.Data, []byte(`"code":503`)) {
-		var e struct {
-			Error *natsjs.APIError `json:"error"`
-		}
-		if json.Unmarshal(m.Data, &e) == nil && e.Error != nil && e.Error.Code == 503 {
-			return e.Error
-		}
+	if e := *apiErr; e != nil && e.Code == 503 {
+		return e
 	}
 	return nil
 }
@@ -352,7 +346,7 @@ func (s *Store) List(ctx context.Context, tenant, prefix string) iter.Seq2[strin
 			}
 			err = s.retry(ctx, func(ctx context.Context) error {
 				resp.Error, resp.State.Subjects = nil, nil
-				return s.request(ctx, "STREAM.INFO."+s.stream(tenant), req, &resp)
+				return s.request(ctx, "STREAM.INFO."+s.stream(tenant), req, &resp, &resp.Error)
 			})
 			if err == nil && resp.Error != nil {
 				if resp.Error.ErrorCode == natsjs.JSErrCodeStreamNotFound {
