@@ -310,19 +310,7 @@ func (h *hydrateSet) rawRows() []hydrateRow {
 	}}
 	var consumers []string
 	ordered := hydrateRow{name: "raw ordered consumer", kind: rowRaw, read: func(ctx context.Context) (int, error) {
-		for attempt := 1; ; attempt++ {
-			n, err := h.orderedRead(ctx, &consumers)
-			// On R3 a consumer placed on another node may not have its
-			// interest there yet: retry, as the library's raw twins do.
-			if errors.Is(err, nats.ErrNoResponders) && attempt < 10 {
-				h.orderedRetries++
-				if err := ctxtime.Sleep(ctx, time.Duration(attempt)*10*time.Millisecond); err != nil {
-					return 0, err
-				}
-				continue
-			}
-			return n, err
-		}
+		return h.retryNoResponders(ctx, func() (int, error) { return h.orderedRead(ctx, &consumers) })
 	}, after: func(ctx context.Context) error {
 		// Ordered consumers are ephemeral; delete them rather than leave
 		// them to their inactivity threshold.
@@ -338,7 +326,7 @@ func (h *hydrateSet) rawRows() []hydrateRow {
 	// deletion is timed too.
 	var last []string
 	orderedDeleted := hydrateRow{name: "raw ordered consumer, deletion timed", kind: rowRaw, read: func(ctx context.Context) (int, error) {
-		for attempt := 1; ; attempt++ {
+		return h.retryNoResponders(ctx, func() (int, error) {
 			last = last[:0]
 			n, err := h.orderedRead(ctx, &last)
 			for _, name := range last {
@@ -346,17 +334,26 @@ func (h *hydrateSet) rawRows() []hydrateRow {
 					err = derr
 				}
 			}
-			if errors.Is(err, nats.ErrNoResponders) && attempt < 10 {
-				h.orderedRetries++
-				if err := ctxtime.Sleep(ctx, time.Duration(attempt)*10*time.Millisecond); err != nil {
-					return 0, err
-				}
-				continue
-			}
 			return n, err
-		}
+		})
 	}}
 	return []hydrateRow{chain, getBatch, ordered, orderedDeleted}
+}
+
+// retryNoResponders runs read again, up to 10 times in all, while it fails
+// with no responders: on R3 a consumer placed on another node may not have
+// its interest there yet (the library's raw twins retry alike).
+func (h *hydrateSet) retryNoResponders(ctx context.Context, read func() (int, error)) (int, error) {
+	for attempt := 1; ; attempt++ {
+		n, err := read()
+		if !errors.Is(err, nats.ErrNoResponders) || attempt >= 10 {
+			return n, err
+		}
+		h.orderedRetries++
+		if err := ctxtime.Sleep(ctx, time.Duration(attempt)*10*time.Millisecond); err != nil {
+			return 0, err
+		}
+	}
 }
 
 // orderedRead reads the thread with an ordered consumer, recording its
